@@ -1,0 +1,139 @@
+"""DQN throughput: lightq vs a plain-PyTorch DQN loop doing the same work, in one process run.
+
+Both sides: CartPole-v1 (one env), MLP 120-84, Adam (fused), Huber loss, grad-norm clip 10, the same
+buffer capacity, batch, replay ratio, target period, warm-up and env steps; evaluation off. The plain
+loop is CleanRL's dqn.py structure with a preallocated torch ring buffer (no TorchRL, no Lightning).
+Two settings:
+    cleanrl: batch 128, one update per 10 env steps, target copy every 500 env steps (= 50 updates).
+    ratio1:  batch 32, one update per env step, target copy every 500 updates.
+Prints updates/s and env steps/s of each and, per setting, ``ratio lightq/plain: X.XX``; the last
+line is the ratio of the last setting. Usage: ``python benchmarks/throughput_dqn.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import pytorch_lightning as pl  # imported up front: import time is not throughput
+
+from lightq.algos import DQN
+
+SETTINGS = {
+    # name: (batch, env_steps_per_update, target_period_updates, learning_starts, total_env_steps)
+    "cleanrl": dict(batch=128, ratio=10, target=50, starts=10_000, total=60_000, capacity=10_000),
+    "ratio1": dict(batch=32, ratio=1, target=500, starts=1_000, total=11_000, capacity=10_000),
+}
+
+
+def plain_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """CleanRL-structured DQN loop; returns (seconds, updates, env_steps)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=seed)
+    q = torch.nn.Sequential(
+        torch.nn.Linear(4, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(), torch.nn.Linear(84, 2)
+    )
+    target = copy.deepcopy(q)
+    opt = torch.optim.Adam(q.parameters(), lr=2.5e-4, fused=True)
+    cap = cfg["capacity"]
+    b_obs = torch.zeros(cap, 4)
+    b_next = torch.zeros(cap, 4)
+    b_act = torch.zeros(cap, dtype=torch.long)
+    b_rew = torch.zeros(cap)
+    b_term = torch.zeros(cap, dtype=torch.bool)
+    ptr = size = 0
+    updates = 0
+    gamma = 0.99
+    t0 = time.perf_counter()
+    for step in range(cfg["total"]):
+        eps = max(0.05, 1.0 - step / (0.5 * cfg["total"]) * 0.95)
+        if step < cfg["starts"] or rng.random() < eps:
+            action = int(rng.integers(2))
+        else:
+            with torch.no_grad():
+                action = int(q(torch.as_tensor(obs).unsqueeze(0)).argmax())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        b_obs[ptr] = torch.as_tensor(obs)
+        b_next[ptr] = torch.as_tensor(next_obs)
+        b_act[ptr] = action
+        b_rew[ptr] = reward
+        b_term[ptr] = terminated
+        ptr = (ptr + 1) % cap
+        size = min(size + 1, cap)
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if step + 1 > cfg["starts"] and (step + 1 - cfg["starts"]) % cfg["ratio"] == 0:
+            idx = torch.randint(size, (cfg["batch"],))
+            with torch.no_grad():
+                y = b_rew[idx] + gamma * (~b_term[idx]).float() * target(b_next[idx]).max(-1).values
+            qa = q(b_obs[idx]).gather(1, b_act[idx].unsqueeze(1)).squeeze(1)
+            loss = F.huber_loss(qa, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(q.parameters(), 10.0)
+            opt.step()
+            updates += 1
+            if updates % cfg["target"] == 0:
+                target.load_state_dict(q.state_dict())
+    return time.perf_counter() - t0, updates, cfg["total"]
+
+
+def lightq_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    model = DQN(
+        env={"id": "CartPole-v1"},
+        replay={"capacity": cfg["capacity"], "batch_size": cfg["batch"]},
+        evaluation={"every_env_steps": None},
+        exploration={"start": 1.0, "end": 0.05, "duration_env_steps": cfg["total"] // 2},
+        seed=seed,
+        total_env_steps=cfg["total"],
+        learning_starts_env_steps=cfg["starts"],
+        env_steps_per_update=cfg["ratio"],
+        target_update_period_updates=cfg["target"],
+        log_every_updates=1000,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(model)
+    return time.perf_counter() - t0, model.updates, model.env_steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fifth of the env steps (smoke run)")
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, threads 1")
+    for name in args.settings:
+        cfg = dict(SETTINGS[name])
+        if args.quick:
+            cfg["total"] = cfg["starts"] + (cfg["total"] - cfg["starts"]) // 5
+        results = {}
+        for impl, fn in (("plain", plain_dqn), ("lightq", lightq_dqn)):
+            secs, updates, steps = fn(cfg)
+            results[impl] = updates / secs
+            print(f"[{name}] {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s -> "
+                  f"{updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
+        print(f"[{name}] ratio lightq/plain: {results['lightq'] / results['plain']:.2f}")
+    print(f"ratio lightq/plain: {results['lightq'] / results['plain']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

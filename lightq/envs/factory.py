@@ -1,0 +1,129 @@
+"""Gymnasium ids to vector envs.
+
+Autoreset mode is SAME_STEP on purpose (DESIGN.md §4): gymnasium 1.x defaults to NEXT_STEP, where the
+step after an episode end returns the reset observation and silently ignores the action, so a naive
+collector stores a transition that crosses two episodes (CleanRL#460/#499, SB3#934). With SAME_STEP,
+``step`` returns the reset observation in ``obs`` and the true last observation of the finished episode
+in ``info["final_obs"]``; the collector stores the latter as ``next_obs`` (truncation bootstraps from it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+__all__ = ["EnvConfig", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env"]
+
+
+@dataclass
+class EnvConfig:
+    """Which environment to train on and how to vectorize it.
+
+    Attributes:
+        id: A gymnasium id, e.g. ``CartPole-v1``.
+        num_envs: Environments stepped together; each has its own seed (``seed + rank * num_envs + i``).
+        vectorization: ``sync`` (one process; deterministic) or ``async`` (one subprocess per env).
+        max_episode_steps: Override of the env's time limit (``None`` keeps the registered one).
+    """
+
+    id: str = "CartPole-v1"
+    num_envs: int = 1
+    vectorization: Literal["sync", "async"] = "sync"
+    max_episode_steps: int | None = None
+
+
+class UnsupportedSpaceError(ValueError):
+    """An algorithm was given an observation or action space it cannot handle."""
+
+
+# Which algorithms accept which action spaces; used to name the alternatives in errors.
+ACTION_SPACES = {
+    "Discrete": ["DQN"],
+    "Box": ["DDPG", "NAF", "CEMQ"],
+}
+
+
+def _check_env_id(env_id: str) -> None:
+    if env_id in gym.registry:
+        return
+    if env_id.startswith("ALE/"):
+        import ale_py  # noqa: F401  registers ALE/* ids
+
+        gym.register_envs(ale_py)
+        if env_id in gym.registry:
+            return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"env.id={env_id!r} is not a registered gymnasium environment.{hint}")
+
+
+def env_seeds(seed: int, num_envs: int, rank: int = 0) -> list[int]:
+    """One seed per env, derived from the run seed: ``seed + rank * num_envs + i`` (DESIGN.md §5.7)."""
+    return [seed + rank * num_envs + i for i in range(num_envs)]
+
+
+def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
+    """A single (non-vector) env, e.g. for evaluation."""
+    _check_env_id(config.id)
+    kwargs = {}
+    if config.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = config.max_episode_steps
+    return gym.make(config.id, render_mode=render_mode, **kwargs)
+
+
+def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
+    """A vector env with SAME_STEP autoreset (see the module docstring). Seed it with ``reset(seed=env_seeds(...))``."""
+    _check_env_id(config.id)
+    if config.num_envs < 1:
+        raise ValueError(f"env.num_envs={config.num_envs} must be >= 1.")
+    kwargs = {}
+    if config.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = config.max_episode_steps
+    return gym.make_vec(
+        config.id,
+        num_envs=config.num_envs,
+        vectorization_mode=config.vectorization,
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        **kwargs,
+    )
+
+
+def check_spaces(
+    observation_space: gym.Space, action_space: gym.Space, *, algorithm: str, action_kind: str
+) -> None:
+    """Fail before training when ``algorithm`` cannot handle the env's spaces.
+
+    Args:
+        observation_space: The single-env observation space.
+        action_space: The single-env action space.
+        algorithm: Name used in the message, e.g. ``DQN``.
+        action_kind: ``Discrete`` or ``Box``: the action space the algorithm needs.
+    """
+    want = {"Discrete": gym.spaces.Discrete, "Box": gym.spaces.Box}[action_kind]
+    if not isinstance(action_space, want):
+        kind = type(action_space).__name__
+        others = ACTION_SPACES.get(kind)
+        fix = (
+            f" Algorithms that accept {kind} actions: {', '.join(others)}."
+            if others
+            else f" No lightq algorithm accepts {kind} actions; wrap the env to give Discrete or Box actions."
+        )
+        raise UnsupportedSpaceError(
+            f"{algorithm} needs a {action_kind} action space, got {action_space}.{fix}"
+        )
+    if isinstance(action_space, gym.spaces.Box):
+        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+            raise UnsupportedSpaceError(
+                f"{algorithm} needs a bounded Box action space, got {action_space}; "
+                "wrap the env with gymnasium.wrappers.ClipAction or RescaleAction."
+            )
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise UnsupportedSpaceError(
+            f"{algorithm} needs a Box observation space (vector or image), got {observation_space}; "
+            "wrap the env with gymnasium.wrappers.FlattenObservation (Dict/Tuple) or a one-hot wrapper (Discrete)."
+        )

@@ -1,0 +1,5 @@
+"""Networks: MLP torso, Q-network with plain or dueling head."""
+
+from lightq.nn.mlp import MLP, DuelingHead, QNetwork
+
+__all__ = ["MLP", "DuelingHead", "QNetwork"]

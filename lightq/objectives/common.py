@@ -1,0 +1,66 @@
+"""Pieces shared by every Q-learning loss."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LossOutput", "td_error_loss", "td_target"]
+
+
+class LossOutput(NamedTuple):
+    """What every loss returns (DESIGN.md §5.1).
+
+    Attributes:
+        loss: Scalar to minimise.
+        metrics: Detached scalars for logging, keyed without namespace (the module adds ``train/``).
+        priorities: Per-sample |TD error| for prioritized replay, detached, shape [B].
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor]
+    priorities: torch.Tensor
+
+
+def td_target(
+    r_t: torch.Tensor, discount_t: torch.Tensor, terminated_t: torch.Tensor, v_t: torch.Tensor
+) -> torch.Tensor:
+    """``y = r_t + discount_t * (1 - terminated_t) * v_t``, computed in float32, no gradient.
+
+    Args:
+        r_t: [B] (n-step) reward sum.
+        discount_t: [B] γ^k for the k rewards summed.
+        terminated_t: [B] bool; only termination cuts the bootstrap (truncation does not).
+        v_t: [B] bootstrap value max_a' Q_target(s_{t+k}, a') (or its algorithm's equivalent).
+    """
+    with torch.no_grad():
+        not_terminal = (~terminated_t.bool()).float()
+        return r_t.float() + discount_t.float() * not_terminal * v_t.float()
+
+
+def td_error_loss(
+    q_tm1: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: Literal["huber", "mse"] = "huber",
+    huber_delta: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (importance-weighted) regression loss of ``q_tm1`` [B] toward ``y`` [B]; returns (loss, |td|).
+
+    Huber with δ=1 is what the Nature paper calls "clipping the error term to [-1, 1]".
+    MSE is ½ (q − y)² so its gradient is the TD error, as in the lecture's update.
+    """
+    q_tm1 = q_tm1.float()
+    td = y - q_tm1
+    if loss == "huber":
+        per_sample = F.huber_loss(q_tm1, y, reduction="none", delta=huber_delta)
+    elif loss == "mse":
+        per_sample = 0.5 * td.pow(2)
+    else:
+        raise ValueError(f"loss={loss!r} must be 'huber' or 'mse'.")
+    if weights is not None:
+        per_sample = per_sample * weights.float()
+    return per_sample.mean(), td.detach().abs()

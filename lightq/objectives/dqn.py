@@ -1,0 +1,61 @@
+"""The DQN family's loss (Mnih et al. 2015; van Hasselt et al. 2016 for the double-Q target).
+
+Names follow rlax/Acme: ``_tm1`` is the sampled state s, ``_t`` the (n-step) next state s'.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from lightq.objectives.common import LossOutput, td_error_loss, td_target
+
+__all__ = ["dqn_loss", "double_q_bootstrap", "max_q_bootstrap", "td_target"]
+
+
+def max_q_bootstrap(q_t_target: torch.Tensor) -> torch.Tensor:
+    """DQN: ``max_a' Q_target(s', a')``; [B, A] -> [B]."""
+    return q_t_target.max(dim=-1).values
+
+
+def double_q_bootstrap(q_t_target: torch.Tensor, q_t_online: torch.Tensor) -> torch.Tensor:
+    """Double DQN: ``Q_target(s', argmax_a' Q_online(s', a'))``; select online, evaluate target."""
+    a_t = q_t_online.argmax(dim=-1, keepdim=True)  # [B, 1]
+    return q_t_target.gather(-1, a_t).squeeze(-1)
+
+
+def dqn_loss(
+    q_tm1: torch.Tensor,
+    a_tm1: torch.Tensor,
+    r_t: torch.Tensor,
+    discount_t: torch.Tensor,
+    terminated_t: torch.Tensor,
+    q_t_target: torch.Tensor,
+    q_t_online: torch.Tensor | None = None,
+    *,
+    loss: Literal["huber", "mse"] = "huber",
+    huber_delta: float = 1.0,
+    weights: torch.Tensor | None = None,
+) -> LossOutput:
+    """TD loss of DQN, or of Double DQN when ``q_t_online`` is given.
+
+    Args:
+        q_tm1: [B, A] online Q(s, ·).
+        a_tm1: [B] actions taken (int64).
+        r_t: [B] n-step reward sums.
+        discount_t: [B] γ^k.
+        terminated_t: [B] bool.
+        q_t_target: [B, A] target-network Q(s', ·).
+        q_t_online: [B, A] online Q(s', ·) for double-Q action selection, or ``None``.
+        loss: ``huber`` or ``mse``.
+        huber_delta: Huber threshold.
+        weights: [B] importance weights (prioritized replay) or ``None``.
+    """
+    qa_tm1 = q_tm1.gather(-1, a_tm1.long().unsqueeze(-1)).squeeze(-1)  # [B] Q(s, a)
+    with torch.no_grad():
+        v_t = max_q_bootstrap(q_t_target) if q_t_online is None else double_q_bootstrap(q_t_target, q_t_online)
+        y = td_target(r_t, discount_t, terminated_t, v_t)  # [B] float32
+    value, abs_td = td_error_loss(qa_tm1, y, loss=loss, huber_delta=huber_delta, weights=weights)
+    metrics = {"loss": value.detach(), "q_mean": qa_tm1.detach().float().mean(), "td_abs_mean": abs_td.mean()}
+    return LossOutput(value, metrics, abs_td)

@@ -1,0 +1,74 @@
+"""MLflow helpers.
+
+MLflow 3.7+ defaults to ``sqlite:///mlflow.db`` but Lightning's ``MLFlowLogger`` still defaults to
+``file:./mlruns``; lightq's logger uses ``$MLFLOW_TRACKING_URI`` when set and ``sqlite:///mlflow.db``
+(in the working directory) otherwise, so ``mlflow ui`` in the same folder shows the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from pytorch_lightning.loggers import MLFlowLogger
+
+__all__ = ["DEFAULT_TRACKING_URI", "LightqMLFlowLogger", "git_sha", "tag_run"]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class LightqMLFlowLogger(MLFlowLogger):
+    """``MLFlowLogger`` with lightq's defaults (tracking URI, experiment name).
+
+    Args:
+        experiment_name: MLflow experiment.
+        run_name: Run name; lightq sets ``<algorithm>-<env>-seed<seed>`` when ``None``.
+        tracking_uri: ``None`` = ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+        tags: Extra run tags.
+        run_id: Resume logging into this existing run.
+        artifact_location: Artifact root for a newly created experiment.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "lightq",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
+        artifact_location: str | None = None,
+    ) -> None:
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            tracking_uri=uri,
+            tags=tags,
+            run_id=run_id,
+            artifact_location=artifact_location,
+            log_model=False,
+        )
+
+
+def git_sha(path: str | Path | None = None) -> str:
+    """The commit of the code being run (``unknown`` outside a git checkout); ``-dirty`` if modified."""
+    cwd = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True,
+            timeout=5,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def tag_run(logger: MLFlowLogger, tags: dict[str, str]) -> None:
+    """Set tags on the logger's run (creating the run if needed)."""
+    client, run_id = logger.experiment, logger.run_id
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
