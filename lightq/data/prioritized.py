@@ -19,8 +19,11 @@ as its ``sampler``:
   so that every new transition is likely to be replayed at least once.
 
 Sampling is stratified: the total mass is split into ``batch_size`` equal segments and one point is
-drawn uniformly in each (Schaul et al., Appendix B.2.1). Tree updates and the tree descent are
-vectorised over the batch; the only Python loops run over the log2(capacity) levels of the tree.
+drawn uniformly in each (Schaul et al., Appendix B.2.1); the indices come back in random order.
+Tree updates and the tree descent are
+vectorised over the batch; the only Python loops run over the log2(capacity) levels of the tree
+(updates: one iteration per level; the sampling descent handles several levels per iteration, see
+``PrioritizedSampler._retrieve``). CPU cost is dominated by per-op overhead, hence the few-ops design.
 
 The info dict returned by :meth:`PrioritizedSampler.sample` holds the weights under ``"_weight"``
 (torchrl's C++-backed sampler uses ``"priority_weight"``); ``ReplayBuffer`` adds ``"index"``.
@@ -38,8 +41,8 @@ from torchrl.data.replay_buffers.samplers import Sampler
 __all__ = ["PrioritizedSampler"]
 
 _STATE_FILE = "prioritized_sampler.pt"
-_TOP_LEVELS = 10  # first descent step: one cumsum over the <= 1024 nodes at this depth
-_STEP_LEVELS = 7  # later steps: gather <= 128 descendants per sampled node
+_TOP_LEVELS = 11  # first descent step: one cumsum over the <= 2048 nodes at this depth
+_STEP_LEVELS = 6  # later steps: gather <= 64 descendants per sampled node
 
 
 class PrioritizedSampler(Sampler):
@@ -133,7 +136,7 @@ class PrioritizedSampler(Sampler):
 
     def _as_index(self, index: Any) -> torch.Tensor:
         if isinstance(index, slice):
-            index = torch.arange(self._max_capacity)[index]
+            index = torch.arange(self._max_capacity, device=self._device)[index]
         index = torch.as_tensor(index, device=self._device)
         if index.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
             raise TypeError(f"index must be integer, got dtype {index.dtype}.")
@@ -144,36 +147,45 @@ class PrioritizedSampler(Sampler):
             )
         return index.reshape(-1).long()
 
+    def _valid(self, index: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop negative indices (MaxValueWriter's "do not update" marker); reject out-of-range ones."""
+        if index.numel() == 0:
+            return index, value
+        lo, hi = (int(x) for x in torch.aminmax(index))
+        if hi >= self._max_capacity:
+            raise IndexError(f"index {hi} out of range for max_capacity={self._max_capacity}.")
+        if lo < 0:
+            keep = index >= 0
+            index, value = index[keep], value[keep]
+        return index, value
+
     def _set_leaves(self, index: torch.Tensor, value: torch.Tensor) -> None:
-        """Write ``value`` at leaves ``index`` and recompute their ancestors, level by level.
+        """Write float64 ``value`` at leaves ``index`` (valid, 1-D) and recompute their ancestors.
 
         Duplicate indices: the last occurrence wins (a stable sort makes this deterministic).
         """
-        keep = index >= 0  # MaxValueWriter marks "do not update" with -1
-        if not bool(keep.all()):
-            index, value = index[keep], value[keep]
         if index.numel() == 0:
             return
-        if int(index.max()) >= self._max_capacity:
-            raise IndexError(f"index {int(index.max())} out of range for max_capacity={self._max_capacity}.")
         if index.numel() > 1:
             index, order = torch.sort(index, stable=True)
-            last = torch.ones_like(index, dtype=torch.bool)
-            last[:-1] = index[1:] != index[:-1]
-            index, value = index[last], value[order[last]]
+            index, counts = torch.unique_consecutive(index, return_counts=True)
+            if index.numel() < order.numel():
+                order = order.index_select(0, counts.cumsum_(0).sub_(1))  # last of each run of equal indices
+            value = value.index_select(0, order)
         st, mt = self._sum_tree, self._min_tree
         node = index + self._capacity_pow2
         st.index_copy_(0, node, value)
         mt.index_copy_(0, node, value)
         if self._depth == 0:
             return
-        # Row j holds the ancestors j + 1 levels up. Leaves sharing an ancestor write the same value
-        # (computed from the same, already updated, children), so repeated indices are harmless.
+        # Row j holds the ancestors j + 1 levels up; rows are processed bottom-up, one level at a time.
+        # Leaves sharing an ancestor write the same value (computed from the same, already updated
+        # children), so the repeated indices within a row are harmless.
         ancestors = node.unsqueeze(0) >> self._shifts
-        st_pairs, mt_pairs = st.view(-1, 2), mt.view(-1, 2)  # row k = (node 2k, node 2k + 1) = children of k
+        st_left, st_right, mt_left, mt_right = st[0::2], st[1::2], mt[0::2], mt[1::2]  # [k]: children of k
         for anc in ancestors.unbind(0):
-            st.index_copy_(0, anc, st_pairs.index_select(0, anc).sum(1))
-            mt.index_copy_(0, anc, mt_pairs.index_select(0, anc).amin(1))
+            st.index_copy_(0, anc, st_left.index_select(0, anc).add_(st_right.index_select(0, anc)))
+            mt.index_copy_(0, anc, torch.minimum(mt_left.index_select(0, anc), mt_right.index_select(0, anc)))
 
     def _range_nodes(self, n: int) -> torch.Tensor:
         """Tree nodes whose leaves exactly tile ``[0, n)`` (at most two per level)."""
@@ -195,40 +207,48 @@ class PrioritizedSampler(Sampler):
         return out
 
     def _retrieve(self, mass: torch.Tensor, n: int) -> torch.Tensor:
-        """Leaf index i with ``prefix(i) <= mass < prefix(i + 1)`` for each mass (float64), clamped to < n.
+        """Tree node (leaf ``i + capacity_pow2``) with ``prefix(i) <= mass < prefix(i + 1)``, with i < n.
 
         Top-down descent of the sum tree, several levels per step: first one cumulative sum over the
         (at most 2**_TOP_LEVELS) nodes at depth t, shared by the whole batch, then steps of at most
         _STEP_LEVELS levels, each gathering the 2**k descendants of every current node ([batch, 2**k])
-        and locating the mass in their cumulative sum. This gives the same leaf as a one-level-at-a-time
-        descent, in far fewer (per-op overhead bound) torch calls. Rounding can push a draw at or above
-        the total mass onto the rightmost child at some step, i.e. past the last filled leaf; clamping
-        to ``n - 1`` returns the last filled leaf instead.
+        and locating the remaining mass in their cumulative sum. This lands on the same leaf as a
+        one-level-at-a-time descent, in far fewer torch calls (each costs microseconds of overhead).
+        ``mass`` is consumed (modified in place). Rounding can push a draw at or above the total mass
+        onto the rightmost child at some step, i.e. past the last filled leaf; the final clamp returns
+        the last filled leaf (i = n - 1) then.
         """
         st = self._sum_tree
         t = min(self._depth, _TOP_LEVELS)
         level = st[1 << t : 2 << t]
         cs = level.cumsum(0)
         pos = torch.searchsorted(cs, mass, right=True).clamp_max_(level.numel() - 1)  # #(cs <= mass)
-        mass = mass - (cs - level).index_select(0, pos)
-        node = pos.add_(1 << t)
         d = self._depth - t
+        if d > 0:
+            mass = mass.sub_((cs - level).index_select(0, pos))  # mass left inside the chosen node
+        node = pos.add_(1 << t)
         while d > 0:
             k = min(d, _STEP_LEVELS)
             m = 1 << k
-            children = torch.add(self._aranges[k], node.unsqueeze(1), alpha=m)  # [batch, m] nodes k levels down
+            d -= k
+            children = torch.add(self._aranges[k], node.unsqueeze(1), alpha=m)  # [batch, m], k levels down
             vals = st.take(children)
             cs = vals.cumsum(1)
             pos = torch.searchsorted(cs, mass.unsqueeze(1), right=True).clamp_max_(m - 1)
-            mass = mass - (cs - vals).gather(1, pos).squeeze(1)
+            if d > 0:
+                mass = mass.sub_((cs - vals).gather(1, pos).squeeze(1))
             node = torch.add(pos.squeeze(1), node, alpha=m)
-            d -= k
-        return node.sub_(self._capacity_pow2).clamp_max_(n - 1)
+        return node.clamp_max_(self._capacity_pow2 + n - 1)
 
     # --------------------------------------------------------------- sampler API
 
     @torch.no_grad()
     def sample(self, storage: Any, batch_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Stratified proportional draw of ``batch_size`` indices among the ``len(storage)`` filled slots.
+
+        Returns ``(index, {"_weight": w})``, ``w_i = (N P(i))^-beta / max_j (N P(j))^-beta`` (float32),
+        N = len(storage). Randomness comes from ``self._rng`` (set by the ReplayBuffer; may be None).
+        """
         n = len(storage)
         if n == 0:
             raise RuntimeError("Cannot sample from an empty storage.")
@@ -236,32 +256,38 @@ class PrioritizedSampler(Sampler):
             raise NotImplementedError(f"{type(self).__name__} supports one-dimensional storages only.")
         n = min(n, self._max_capacity)
         nodes = self._range_nodes(n)
-        total = self._sum_tree.index_select(0, nodes).sum()
-        p_min = self._min_tree.index_select(0, nodes).min()
-        if not (float(total) > 0 and float(p_min) < float("inf")):
+        total = self._sum_tree.index_select(0, nodes).sum().item()
+        p_min = self._min_tree.index_select(0, nodes).min().item()
+        # The min tree holds +inf for never-written slots, so a finite p_min means all n are set.
+        if not (total > 0 and 0 < p_min < float("inf")):
             raise RuntimeError(
-                f"Priorities of the {n} filled slots are not all set (total={float(total)}, min={float(p_min)}); "
+                f"Priorities of the {n} filled slots are not all set (total={total}, min={p_min}); "
                 "was extend()/add() called for every write?"
             )
-        # Stratified: one uniform draw in each of batch_size equal segments of [0, total).
+        # Stratified: one uniform draw in each of batch_size equal segments of [0, total). The segments
+        # are visited in random order, so the result is not sorted by index: any slice of it (e.g. one
+        # of several minibatches cut from one large draw) is a random subset of the strata, not a
+        # contiguous block of the buffer.
         gen_device = self._rng.device if self._rng is not None else self._device
         mass = torch.rand(batch_size, generator=self._rng, dtype=torch.float64, device=gen_device)
-        mass = mass.to(self._device)
-        mass.add_(torch.arange(batch_size, dtype=torch.float64, device=self._device))
+        segment = torch.randperm(batch_size, generator=self._rng, dtype=torch.float64, device=gen_device)
+        mass = mass.add_(segment)
+        if mass.device != self._device:
+            mass = mass.to(self._device)
         mass.mul_(total / batch_size)
-        index = self._retrieve(mass, n)
-        p = self._sum_tree.index_select(0, index + self._capacity_pow2)
-        if not bool((p > 0).all()):  # only reachable if a slot < n was never written
-            raise RuntimeError("Sampled a slot that holds no priority; was extend()/add() called for every write?")
-        # w_i = (N P(i))^-beta / (N p_min / total)^-beta = (p_i / p_min)^-beta
-        weight = (p / p_min).pow_(-self.beta).to(torch.float32)
+        node = self._retrieve(mass, n)
+        p = self._sum_tree.index_select(0, node)
+        index = node.sub_(self._capacity_pow2)
+        # (N P(i))^-beta / (N p_min / total)^-beta = (p_i / p_min)^-beta
+        weight = p.div_(p_min).pow_(-self.beta).float()
         return index, {"_weight": weight}
 
     @torch.no_grad()
     def extend(self, index: Any) -> None:
+        """New items (just written at ``index``) get the max priority seen so far, raised to alpha."""
         index = self._as_index(index)
         value = torch.full(index.shape, self._new_item_value(), dtype=torch.float64, device=self._device)
-        self._set_leaves(index, value)
+        self._set_leaves(*self._valid(index, value))
 
     def add(self, index: Any) -> None:
         self.extend(index)
@@ -280,7 +306,7 @@ class PrioritizedSampler(Sampler):
         given several times the last value wins.
         """
         index = self._as_index(index)
-        priority = torch.as_tensor(priority, device=self._device).detach().to(torch.float64)
+        priority = torch.as_tensor(priority, dtype=torch.float64, device=self._device)
         if priority.numel() == 1:
             priority = priority.reshape(()).expand(index.shape)
         elif priority.numel() == index.numel():
@@ -290,19 +316,18 @@ class PrioritizedSampler(Sampler):
                 f"priority must be a number or have one value per index; got {priority.numel()} priorities "
                 f"for {index.numel()} indices."
             )
-        keep = index >= 0
-        if not bool(keep.all()):
-            index, priority = index[keep], priority[keep]
+        index, priority = self._valid(index, priority)
         if index.numel() == 0:
             return
-        raw = priority.abs() + self._eps
-        raw_max = float(raw.max())
+        raw = priority.abs().add_(self._eps)
+        raw_max = raw.max().item()
         if not raw_max < float("inf"):  # also catches NaN
-            raise ValueError("priorities must be finite.")
+            raise ValueError(f"priorities must be finite, got max |priority| + eps = {raw_max}.")
         self._max_priority = max(self._max_priority, raw_max)
-        self._set_leaves(index, raw.pow(self._alpha))
+        self._set_leaves(index, raw.pow_(self._alpha))
 
     def mark_update(self, index: Any, *, storage: Any | None = None) -> None:
+        """Give ``index`` the max priority again (as for new items)."""
         self.extend(index)
 
     # ------------------------------------------------------------ persistence
@@ -321,18 +346,21 @@ class PrioritizedSampler(Sampler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if int(state_dict["max_capacity"]) != self._max_capacity:
             raise RuntimeError(
-                f"state_dict max_capacity={state_dict['max_capacity']} != this sampler's {self._max_capacity}."
+                f"state_dict max_capacity={state_dict['max_capacity']} != this sampler's "
+                f"max_capacity={self._max_capacity}."
             )
         size = 2 * self._capacity_pow2
         for key in ("sum_tree", "min_tree"):
             if tuple(state_dict[key].shape) != (size,):
-                raise RuntimeError(f"state_dict[{key!r}] has shape {tuple(state_dict[key].shape)}, expected ({size},).")
+                shape = tuple(state_dict[key].shape)
+                raise RuntimeError(f"state_dict[{key!r}] has shape {shape}, expected ({size},).")
         self._alpha = float(state_dict["alpha"])
         self.beta = float(state_dict["beta"])
         self._eps = float(state_dict["eps"])
         self._max_priority = float(state_dict["max_priority"])
-        self._sum_tree = state_dict["sum_tree"].to(device=self._device, dtype=torch.float64).clone()
-        self._min_tree = state_dict["min_tree"].to(device=self._device, dtype=torch.float64).clone()
+        contiguous = torch.contiguous_format
+        self._sum_tree = state_dict["sum_tree"].to(self._device, torch.float64).clone(memory_format=contiguous)
+        self._min_tree = state_dict["min_tree"].to(self._device, torch.float64).clone(memory_format=contiguous)
         self._range_cache = None
 
     def dumps(self, path: str | Path) -> None:

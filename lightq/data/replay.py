@@ -115,6 +115,7 @@ class ReplayIterable:
         self.before_sample = before_sample
         self.served = 0  # batches yielded so far (== updates started)
         self._queue: list[Batch] = []
+        self._priority_updates: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __len__(self) -> int:
         return max(self.num_updates - self.served, 0)
@@ -129,6 +130,7 @@ class ReplayIterable:
     def _draw(self, k: int) -> None:
         if self.before_sample is not None:
             self.before_sample()
+        self._apply_priority_updates()
         bs = self.config.batch_size
         if self.config.prioritized:
             progress = self.served / max(self.num_updates - 1, 1)
@@ -141,9 +143,23 @@ class ReplayIterable:
         self._queue = [Batch(*parts) for parts in zip(*cols)]
 
     def update_priorities(self, index: torch.Tensor, priority: torch.Tensor) -> None:
+        """Queue new priorities; they reach the sampler, in order, before the next draw.
+
+        Nothing samples in between, so applying them once per draw (one tree update for k batches,
+        duplicates resolved last-write-wins) gives the same trees as k separate updates.
+        """
+        self._priority_updates.append((index, priority))
+
+    def _apply_priority_updates(self) -> None:
+        if not self._priority_updates:
+            return
+        index = torch.cat([i for i, _ in self._priority_updates])
+        priority = torch.cat([p for _, p in self._priority_updates])
+        self._priority_updates.clear()
         self.buffer.update_priority(index, priority)
 
     def state_dict(self) -> dict:
+        self._apply_priority_updates()
         return {"served": self.served}
 
     def load_state_dict(self, state: dict) -> None:

@@ -30,6 +30,8 @@ class EpsilonSchedule:
     duration_env_steps: int = 10_000
 
     def __post_init__(self) -> None:
+        if self.kind not in ("linear", "exponential"):
+            raise ValueError(f"exploration.kind={self.kind!r} must be 'linear' or 'exponential'.")
         for name in ("start", "end"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

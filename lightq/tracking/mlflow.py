@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pytorch_lightning.loggers import MLFlowLogger
 
-__all__ = ["DEFAULT_TRACKING_URI", "LightqMLFlowLogger", "git_sha", "tag_run"]
+__all__ = ["DEFAULT_TRACKING_URI", "LightqMLFlowLogger", "absolute_sqlite_uri", "git_sha", "tag_run"]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -39,7 +39,7 @@ class LightqMLFlowLogger(MLFlowLogger):
         run_id: str | None = None,
         artifact_location: str | None = None,
     ) -> None:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        uri = absolute_sqlite_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
@@ -49,6 +49,19 @@ class LightqMLFlowLogger(MLFlowLogger):
             artifact_location=artifact_location,
             log_model=False,
         )
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` → ``sqlite:////abs/path/relative.db``.
+
+    MLflow caches one store per URI string in a process, so a relative SQLite URI keeps pointing at
+    the first working directory's file after a ``chdir``; the absolute path also tells the user where
+    the runs are.
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str((Path.cwd() / uri[len(prefix):]).resolve())
+    return uri
 
 
 def git_sha(path: str | Path | None = None) -> str:
