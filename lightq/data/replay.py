@@ -133,7 +133,8 @@ class ReplayIterable:
         self._apply_priority_updates()
         bs = self.config.batch_size
         if self.config.prioritized:
-            progress = self.served / max(self.num_updates - 1, 1)
+            # β is set once per draw; the last draw of the run uses β = 1.
+            progress = min(1.0, self.served / max(self.num_updates - self.config.batches_per_sample, 1))
             self.buffer.sampler.beta = self.config.beta_start + progress * (1.0 - self.config.beta_start)
         td, info = self.buffer.sample(bs * k, return_info=True)
         cols = [td.get(key).split(bs) for key in ("obs", "action", "reward", "next_obs", "terminated", "discount")]
