@@ -6,8 +6,11 @@ loop is CleanRL's dqn.py structure with a preallocated torch ring buffer (no Tor
 Two settings:
     cleanrl: batch 128, one update per 10 env steps, target copy every 500 env steps (= 50 updates).
     ratio1:  batch 32, one update per env step, target copy every 500 updates.
+Each setting runs ``--rounds`` rounds of (plain, lightq) back to back and reports the median of each
+side (this machine's speed drifts by ±30% over minutes; interleaving keeps the comparison fair). Times
+are whole runs: warm-up, every env step and every update (lightq: ``Trainer.fit``, setup included).
 Prints updates/s and env steps/s of each and, per setting, ``ratio lightq/plain: X.XX``; the last
-line is the ratio of the last setting. Usage: ``python benchmarks/throughput_dqn.py [--quick]``.
+line is the lowest ratio of all settings. Usage: ``python benchmarks/throughput_dqn.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -115,25 +118,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the env steps (smoke run)")
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads 1")
+    ratios = []
     for name in args.settings:
         cfg = dict(SETTINGS[name])
         if args.quick:
             cfg["total"] = cfg["starts"] + (cfg["total"] - cfg["starts"]) // 5
-        results = {}
-        for impl, fn in (("plain", plain_dqn), ("lightq", lightq_dqn)):
-            secs, updates, steps = fn(cfg)
-            results[impl] = updates / secs
-            print(f"[{name}] {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s -> "
-                  f"{updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
-        print(f"[{name}] ratio lightq/plain: {results['lightq'] / results['plain']:.2f}")
-    print(f"ratio lightq/plain: {results['lightq'] / results['plain']:.2f}")
-
+        times: dict[str, list[float]] = {"plain": [], "lightq": []}
+        for r in range(args.rounds):
+            for impl, fn in (("plain", plain_dqn), ("lightq", lightq_dqn)):
+                secs, updates, steps = fn(cfg, seed=r)
+                times[impl].append(secs)
+                print(f"[{name}] round {r} {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s")
+        speed = {}
+        for impl in ("plain", "lightq"):
+            secs = float(np.median(times[impl]))
+            speed[impl] = updates / secs
+            print(f"[{name}] {impl:6s} median: {updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
+        ratios.append(speed["lightq"] / speed["plain"])
+        print(f"[{name}] ratio lightq/plain: {ratios[-1]:.2f}")
+    print(f"ratio lightq/plain: {min(ratios):.2f}")
 
 if __name__ == "__main__":
     main()

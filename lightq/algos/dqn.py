@@ -101,13 +101,14 @@ class DQN(OffPolicyAlgorithm):
     # -- the lecture's loop, one gradient update --------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams
+        log_now = (self.updates + 1) % hp.log_every_updates == 0
         q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
         with torch.no_grad():
             q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
             q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
         out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
             q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
-            loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight,
+            loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
         )
         self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)  # φ ← φ − α ∇_φ L
         self.after_update()
@@ -117,7 +118,7 @@ class DQN(OffPolicyAlgorithm):
             hard_update(self.target_net, self.q_net)
         if batch.index is not None:
             self.replay.update_priorities(batch.index, out.priorities)
-        if self.updates % hp.log_every_updates == 0:
+        if log_now:
             self.log_metrics({f"train/{k}": float(v) for k, v in out.metrics.items()})
 
     def configure_optimizers(self):
@@ -131,16 +132,16 @@ class DQN(OffPolicyAlgorithm):
     def epsilon(self) -> float:
         return self.exploration(self.env_steps)
 
-    @torch.no_grad()
     def greedy_policy(self, obs: torch.Tensor) -> torch.Tensor:
+        # Callers run it under no_grad / inference_mode (greedy_actions, evaluate_policy).
         return self.q_net(obs).argmax(dim=-1)
 
     def _epsilon_greedy(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         # The coin flips come first, so the Q-network runs only when some env acts greedily (with ε
         # near 1 early in training most steps need no forward pass).
-        n = obs.shape[0]
-        explore = rng.random(n) < epsilon
-        random = rng.integers(self.num_actions, size=n)
+        u = rng.random((2, obs.shape[0]))  # one call: coin flips and random actions (Generator.integers is slow)
+        explore = u[0] < epsilon
+        random = (u[1] * self.num_actions).astype(np.int64)
         if explore.all():
             return random
         return np.where(explore, random, self.greedy_actions(obs))

@@ -36,8 +36,8 @@ def td_target(
         v_t: [B] bootstrap value max_a' Q_target(s_{t+k}, a') (or its algorithm's equivalent).
     """
     with torch.no_grad():
-        not_terminal = (~terminated_t.bool()).float()
-        return r_t.float() + discount_t.float() * not_terminal * v_t.float()
+        bootstrap = torch.where(terminated_t.bool(), 0.0, discount_t.float())  # γ^k, or 0 at a terminal s'
+        return r_t.float() + bootstrap * v_t.float()
 
 
 def td_error_loss(

@@ -1,0 +1,103 @@
+"""NAF: Q-learning with normalized advantage functions (Gu et al. 2016, "Continuous Deep Q-Learning with
+Model-based Acceleration").
+
+The lecture's second answer to max_a Q: make Q quadratic in the action,
+``Q(s, a) = V(s) − ½ (a − μ(s))ᵀ L(s) L(s)ᵀ (a − μ(s))``, so argmax_a Q = μ(s) and max_a Q = V(s), and the
+target is ``y = r + γ^k (1 − terminated) V'(s')``.
+
+Deviations from the paper: Gaussian exploration noise by default (OU available); no model-based
+imagination rollouts; Adam with the config's lr; updates per env step set by ``env_steps_per_update``
+(the paper's 5 updates per step is ``env_steps_per_update: 0.2``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from lightq.algos.continuous import ContinuousAlgorithm
+from lightq.algos.dqn import hard_update, polyak_update
+from lightq.data.replay import Batch
+from lightq.nn.continuous import NAFNetwork
+from lightq.objectives.action_value import bootstrap_value
+from lightq.objectives.common import td_target
+from lightq.objectives.continuous import critic_loss
+
+__all__ = ["NAF", "NAFActionValue"]
+
+
+class NAFActionValue:
+    """Closed-form ActionValue: greedy μ(s), max V(s), evaluate the quadratic Q."""
+
+    def __init__(self, net: NAFNetwork) -> None:
+        self.net = net
+
+    def greedy(self, obs):
+        return self.net.heads(obs)[1]
+
+    def max(self, obs):
+        return self.net.heads(obs)[0]
+
+    def evaluate(self, obs, action):
+        return self.net(obs, action)
+
+
+class NAF(ContinuousAlgorithm):
+    """NAF on Box actions.
+
+    Args:
+        lr: Adam learning rate.
+        tau: Polyak weight of the online net per update (paper: 0.001); ``None`` = hard copies.
+        target_update_period_updates: Period of hard copies when ``tau`` is ``None``.
+        loss: ``mse`` (½(q − y)²), ``l2`` ((q − y)²) or ``huber``.
+        max_grad_norm: Clip the gradient norm (``None`` = off).
+        **kwargs: ``ContinuousAlgorithm`` settings (noise, hidden) and the shared ones.
+    """
+
+    algorithm_name = "NAF"
+
+    def __init__(
+        self,
+        *,
+        lr: float = 1e-3,
+        tau: float | None = 0.005,
+        target_update_period_updates: int = 1000,
+        loss: str = "l2",
+        max_grad_norm: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if tau is not None and not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau={tau} must be in (0, 1].")
+        if loss not in ("mse", "l2", "huber"):
+            raise ValueError(f"loss={loss!r} must be 'mse', 'l2' or 'huber'.")
+        self.save_hyperparameters_as_dicts()
+        low, high = self.action_space.low, self.action_space.high
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.hparams.seed)
+            self.naf = NAFNetwork(self.obs_dim, self.act_dim, low, high, self.hparams.hidden)
+        self.naf_target = copy.deepcopy(self.naf).requires_grad_(False)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        hp = self.hparams
+        with torch.no_grad():
+            v_t = bootstrap_value(NAFActionValue(self.naf_target), batch.next_obs)  # V'(s')
+            y = td_target(batch.reward, batch.discount, batch.terminated, v_t)
+        out = critic_loss(self.naf(batch.obs, batch.action), y, loss=hp.loss, weights=batch.weight)
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)
+        self.after_update()
+        if hp.tau is not None:
+            polyak_update(self.naf_target, self.naf, hp.tau)
+        elif self.updates % hp.target_update_period_updates == 0:
+            hard_update(self.naf_target, self.naf)
+        if batch.index is not None:
+            self.replay.update_priorities(batch.index, out.priorities)
+        if self.updates % hp.log_every_updates == 0:
+            self.log_metrics({f"train/{k}": float(v) for k, v in out.metrics.items()})
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.naf.parameters(), lr=self.hparams.lr)
+
+    def greedy_policy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.naf.heads(obs)[1]
