@@ -1,0 +1,141 @@
+"""DDPG throughput: lightq vs a plain-PyTorch DDPG loop doing the same work, in one process run.
+
+Both sides: Pendulum-v1 (one env), actor and critic MLPs of the same widths, Adam, batch, buffer,
+one update per env step (critic step, actor step, Polyak τ 0.005 on both targets), Gaussian exploration
+noise σ 0.1, the same warm-up and env steps; evaluation off. The plain loop follows CleanRL's ddpg_continuous_action.py
+with a preallocated torch ring buffer. Settings:
+    shipped: 64-64 nets, batch 128 (configs/ddpg/pendulum.yaml)
+    sb3:     400-300 nets, batch 256 (SB3's DDPG defaults on Pendulum)
+Rounds of (plain, lightq) back to back, medians reported; per setting ``ratio lightq/plain: X.XX``, and the
+last line is the lowest ratio. Usage: ``python benchmarks/throughput_continuous.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytorch_lightning as pl  # imported up front: import time is not throughput
+import torch
+
+from lightq.algos import DDPG
+
+SETTINGS = {
+    "shipped": dict(hidden=[64, 64], batch=128, starts=1_000, total=6_000),
+    "sb3": dict(hidden=[400, 300], batch=256, starts=1_000, total=3_000),
+}
+
+
+def mlp(inp, hidden, out):
+    layers, last = [], inp
+    for h in hidden:
+        layers += [torch.nn.Linear(last, h), torch.nn.ReLU()]
+        last = h
+    return torch.nn.Sequential(*layers, torch.nn.Linear(last, out))
+
+
+def plain_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=seed)
+    low, high = env.action_space.low, env.action_space.high
+    actor_net, critic = mlp(3, cfg["hidden"], 1), mlp(4, cfg["hidden"], 1)
+    actor = lambda o: 2.0 * torch.tanh(actor_net(o))  # noqa: E731
+    actor_t, critic_t = copy.deepcopy(actor_net), copy.deepcopy(critic)
+    a_opt = torch.optim.Adam(actor_net.parameters(), lr=1e-3)
+    c_opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+    cap = cfg["total"]
+    b_obs, b_next = torch.zeros(cap, 3), torch.zeros(cap, 3)
+    b_act, b_rew, b_term = torch.zeros(cap, 1), torch.zeros(cap), torch.zeros(cap, dtype=torch.bool)
+    size = updates = 0
+    t0 = time.perf_counter()
+    for step in range(cfg["total"]):
+        if step < cfg["starts"]:
+            action = rng.uniform(low, high).astype(np.float32)
+        else:
+            with torch.no_grad():
+                action = actor(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+            action = np.clip(action + 0.1 * 2.0 * rng.standard_normal(1), low, high).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        b_obs[size], b_next[size] = torch.as_tensor(obs), torch.as_tensor(next_obs)
+        b_act[size], b_rew[size], b_term[size] = torch.as_tensor(action), reward, terminated
+        size += 1
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+        if step + 1 > cfg["starts"]:
+            idx = torch.randint(size, (cfg["batch"],))
+            o, a, r, n, d = b_obs[idx], b_act[idx], b_rew[idx], b_next[idx], b_term[idx]
+            with torch.no_grad():
+                y = r + 0.99 * (~d).float() * critic_t(torch.cat([n, 2.0 * torch.tanh(actor_t(n))], 1)).squeeze(1)
+            q = critic(torch.cat([o, a], 1)).squeeze(1)
+            c_loss = (q - y).pow(2).mean()
+            c_opt.zero_grad(set_to_none=True)
+            c_loss.backward()
+            c_opt.step()
+            a_loss = -critic(torch.cat([o, actor(o)], 1)).mean()
+            a_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            a_opt.step()
+            with torch.no_grad():
+                for tgt, src in ((actor_t, actor_net), (critic_t, critic)):
+                    torch._foreach_lerp_(list(tgt.parameters()), list(src.parameters()), 0.005)
+            updates += 1
+    return time.perf_counter() - t0, updates, cfg["total"]
+
+
+def lightq_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    model = DDPG(
+        env={"id": "Pendulum-v1"},
+        replay={"capacity": cfg["total"], "batch_size": cfg["batch"]},
+        evaluation={"every_env_steps": None},
+        hidden=cfg["hidden"], noise={"sigma": 0.1}, seed=seed,
+        total_env_steps=cfg["total"], learning_starts_env_steps=cfg["starts"], log_every_updates=1000,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(model)
+    return time.perf_counter() - t0, model.updates, model.env_steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a third of the env steps after warm-up")
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("torchrl").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, threads 1")
+    ratios = []
+    for name in args.settings:
+        cfg = dict(SETTINGS[name])
+        if args.quick:
+            cfg["total"] = cfg["starts"] + (cfg["total"] - cfg["starts"]) // 3
+        times: dict[str, list[float]] = {"plain": [], "lightq": []}
+        for r in range(args.rounds):
+            for impl, fn in (("plain", plain_ddpg), ("lightq", lightq_ddpg)):
+                secs, updates, steps = fn(cfg, seed=r)
+                times[impl].append(secs)
+                print(f"[{name}] round {r} {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s")
+        speed = {}
+        for impl in ("plain", "lightq"):
+            secs = float(np.median(times[impl]))
+            speed[impl] = updates / secs
+            print(f"[{name}] {impl:6s} median: {updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
+        ratios.append(speed["lightq"] / speed["plain"])
+        print(f"[{name}] ratio lightq/plain: {ratios[-1]:.2f}")
+    print(f"ratio lightq/plain: {min(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
