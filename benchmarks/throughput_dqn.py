@@ -123,6 +123,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("torchrl").setLevel(logging.ERROR)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads 1")
     ratios = []

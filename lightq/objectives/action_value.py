@@ -67,14 +67,12 @@ class CEMConfig:
         samples: Actions sampled per state per iteration.
         elites: Best samples refitted per iteration.
         iterations: Rounds of sample → select → refit.
-        init_std: Initial std as a fraction of the action range (after a uniform first round).
-        min_std: Std floor as a fraction of the action range.
+        min_std: Floor of the refitted std, as a fraction of the action range (keeps later rounds exploring).
     """
 
     samples: int = 64
     elites: int = 6
     iterations: int = 2
-    init_std: float = 0.5
     min_std: float = 0.01
 
     def __post_init__(self) -> None:
@@ -83,6 +81,8 @@ class CEMConfig:
                 f"cem: need samples >= 1, iterations >= 1 and 1 <= elites <= samples; got samples={self.samples}, "
                 f"elites={self.elites}, iterations={self.iterations}."
             )
+        if self.min_std < 0:
+            raise ValueError(f"cem.min_std={self.min_std} must be >= 0.")
 
 
 def cem_maximize(
