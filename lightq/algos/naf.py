@@ -19,7 +19,7 @@ import torch
 from lightq.algos.continuous import ContinuousAlgorithm
 from lightq.algos.dqn import hard_update, polyak_update
 from lightq.data.replay import Batch
-from lightq.nn.continuous import NAFNetwork
+from lightq.nn.continuous import NAFNetwork, naf_q
 from lightq.objectives.action_value import bootstrap_value
 from lightq.objectives.common import td_target
 from lightq.objectives.continuous import critic_loss
@@ -52,6 +52,10 @@ class NAF(ContinuousAlgorithm):
         target_update_period_updates: Period of hard copies when ``tau`` is ``None``.
         loss: ``mse`` (½(q − y)²), ``l2`` ((q − y)²) or ``huber``.
         max_grad_norm: Clip the gradient norm (``None`` = off).
+        mu_preactivation_penalty: Weight of ``mean(pre_tanh(μ)²)`` added to the loss. When P(s) is small
+            the quadratic barely pulls μ, and a μ that drifts into tanh's flat tails stays there (its
+            gradient vanishes): the policy sticks at a bound. A small penalty keeps μ in tanh's live
+            range. Not in the paper (deviation; 0 = off).
         **kwargs: ``ContinuousAlgorithm`` settings (noise, hidden) and the shared ones.
     """
 
@@ -65,9 +69,12 @@ class NAF(ContinuousAlgorithm):
         target_update_period_updates: int = 1000,
         loss: str = "l2",
         max_grad_norm: float | None = None,
+        mu_preactivation_penalty: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if mu_preactivation_penalty < 0:
+            raise ValueError(f"mu_preactivation_penalty={mu_preactivation_penalty} must be >= 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if loss not in ("mse", "l2", "huber"):
@@ -84,8 +91,12 @@ class NAF(ContinuousAlgorithm):
         with torch.no_grad():
             v_t = bootstrap_value(NAFActionValue(self.naf_target), batch.next_obs)  # V'(s')
             y = td_target(batch.reward, batch.discount, batch.terminated, v_t)
-        out = critic_loss(self.naf(batch.obs, batch.action), y, loss=hp.loss, weights=batch.weight)
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)
+        v, mu, l_mat, mu_pre = self.naf.heads(batch.obs, with_preactivation=True)
+        out = critic_loss(naf_q(v, mu, l_mat, batch.action), y, loss=hp.loss, weights=batch.weight)
+        loss = out.loss
+        if hp.mu_preactivation_penalty > 0:
+            loss = loss + hp.mu_preactivation_penalty * mu_pre.pow(2).mean()
+        self.gradient_step(loss, max_grad_norm=hp.max_grad_norm)
         self.after_update()
         if hp.tau is not None:
             polyak_update(self.naf_target, self.naf, hp.tau)

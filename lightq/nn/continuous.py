@@ -76,16 +76,19 @@ class NAFNetwork(nn.Module):
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
 
-    def heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V [B], μ [B, A], L [B, A, A])."""
+    def heads(self, obs: torch.Tensor, *, with_preactivation: bool = False):
+        """(V [B], μ [B, A], L [B, A, A]), and μ's pre-tanh activation [B, A] when asked."""
         h = self.torso(obs.flatten(1).float())
         v = self.value(h).squeeze(-1)
-        mu = self.box(self.mu(h))
+        mu_pre = self.mu(h)
+        mu = self.box(mu_pre)
         entries = self.l_entries(h)
         l_mat = h.new_zeros(h.shape[0], self.act_dim, self.act_dim)
         l_mat[:, self.rows, self.cols] = entries
         diag = torch.diagonal(l_mat, dim1=-2, dim2=-1)
         l_mat = l_mat - torch.diag_embed(diag) + torch.diag_embed(diag.exp())  # positive diagonal
+        if with_preactivation:
+            return v, mu, l_mat, mu_pre
         return v, mu, l_mat
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
