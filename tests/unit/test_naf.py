@@ -138,3 +138,19 @@ def test_naf_closed_form_agrees_with_cem(net_and_obs) -> None:
     assert (q <= v + 1e-6).all()
     assert (v - q).max() < 1e-2
     assert (a - mu).norm(dim=-1).max() < 0.1
+
+
+def test_preactivation_is_the_tanh_input_of_mu_and_penalty_is_validated():
+    from lightq.algos import NAF
+    from lightq.nn.continuous import NAFNetwork
+
+    torch.manual_seed(0)
+    net = NAFNetwork(3, 2, low=[-2.0, -1.0], high=[2.0, 3.0], hidden=[8])
+    obs = torch.randn(5, 3)
+    v, mu, l_mat, pre = net.heads(obs, with_preactivation=True)
+    mid = torch.tensor([0.0, 1.0])
+    half = torch.tensor([2.0, 2.0])
+    torch.testing.assert_close(mu, mid + half * torch.tanh(pre))
+    torch.testing.assert_close(v, net.heads(obs)[0])
+    with pytest.raises(ValueError, match="mu_preactivation_penalty=-1"):
+        NAF(env={"id": "Pendulum-v1"}, mu_preactivation_penalty=-1.0)
