@@ -12,16 +12,14 @@ last line is the lowest ratio. Usage: ``python benchmarks/throughput_continuous.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import logging
 import time
-import warnings
 
 import gymnasium as gym
 import numpy as np
-import pytorch_lightning as pl  # imported up front: import time is not throughput
 import torch
+
+import harness  # benchmarks/harness.py (pytorch_lightning imported up front: import time is not throughput)
 
 from lightq.algos import DDPG
 
@@ -96,46 +94,11 @@ def lightq_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
         hidden=cfg["hidden"], noise={"sigma": 0.1}, seed=seed,
         total_env_steps=cfg["total"], learning_starts_env_steps=cfg["starts"], log_every_updates=1000,
     )
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(model)
-    return time.perf_counter() - t0, model.updates, model.env_steps
+    return harness.time_fit(model)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a third of the env steps after warm-up")
-    parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("torchrl").setLevel(logging.ERROR)
-    torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, threads 1")
-    ratios = []
-    for name in args.settings:
-        cfg = dict(SETTINGS[name])
-        if args.quick:
-            cfg["total"] = cfg["starts"] + (cfg["total"] - cfg["starts"]) // 3
-        times: dict[str, list[float]] = {"plain": [], "lightq": []}
-        for r in range(args.rounds):
-            for impl, fn in (("plain", plain_ddpg), ("lightq", lightq_ddpg)):
-                secs, updates, steps = fn(cfg, seed=r)
-                times[impl].append(secs)
-                print(f"[{name}] round {r} {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s")
-        speed = {}
-        for impl in ("plain", "lightq"):
-            secs = float(np.median(times[impl]))
-            speed[impl] = updates / secs
-            print(f"[{name}] {impl:6s} median: {updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
-        ratios.append(speed["lightq"] / speed["plain"])
-        print(f"[{name}] ratio lightq/plain: {ratios[-1]:.2f}")
-    print(f"ratio lightq/plain: {min(ratios):.2f}")
-
+    harness.run(__doc__.splitlines()[0], SETTINGS, {"plain": plain_ddpg, "lightq": lightq_ddpg}, quick_fraction=3)
 
 if __name__ == "__main__":
     main()
