@@ -81,7 +81,7 @@ def main() -> None:
         flo, fhi = bootstrap_ci(final[:, None], rng)
         reached = [int(steps[np.argmax(v >= -200)]) if (v >= -200).any() else None for v in values]
         rows.append((algo, final.mean(), float(flo[0]), float(fhi[0]), sum(r is not None for r in reached),
-                     np.median([r for r in reached if r is not None]) if any(r is not None for r in reached) else None))
+                     int(np.median([r for r in reached if r is not None])) if any(r is not None for r in reached) else None))
     ax.axhline(-200, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return (mean of 5 episodes)")
