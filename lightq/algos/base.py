@@ -190,7 +190,12 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 if params is None:
                     params = self._optimizer_params(opt)
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+            # Keep Lightning's step counter (trainer.global_step: checkpoint and logging schedules) as
+            # LightningOptimizer.step would: one count per optimizer step.
+            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            progress.increment_ready()
             opt.step()
+            progress.increment_completed()
             return
         opts = self.optimizers()
         opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts

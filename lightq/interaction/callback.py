@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_warn
 
 __all__ = ["EnvInteractionCallback"]
 
@@ -29,6 +30,16 @@ class EnvInteractionCallback(pl.Callback):
         collector = module.collector
         while collector.env_steps < start:
             collector.step(module.warmup_policy)
+        if len(collector.buffer) + len(collector._staged) == 0 and start > 0:
+            # Resumed from a checkpoint: the replay contents are not in it yet (issue 6), so refill the
+            # buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
+            rank_zero_warn(
+                f"Resuming with an empty replay buffer: collecting {start} env steps with the current "
+                "policy before the next update (replay contents are not saved in checkpoints yet)."
+            )
+            goal = collector.env_steps + start
+            while collector.env_steps < goal:
+                collector.step(module.explore_policy)
         module.sync_env_steps()
         self._t0 = time.perf_counter()
         self._last = (self._t0, module.env_steps, module.updates)

@@ -124,3 +124,22 @@ def test_batch_larger_than_warmup_is_refused():
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         DQN(env={"id": "CartPole-v1"}, **kwargs)
+
+
+def test_resume_from_checkpoint_refills_the_empty_buffer(tmp_path):
+    kwargs = dict(env={"id": "CartPole-v1"}, replay={"capacity": 2_000, "batch_size": 16},
+                  evaluation={"every_env_steps": None}, learning_starts_env_steps=100)
+    first = DQN(total_env_steps=300, **kwargs)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(first)
+    ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
+    assert ckpt
+    second = DQN(total_env_steps=500, **kwargs)
+    trainer2 = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, enable_checkpointing=False)
+    with pytest.warns(UserWarning, match="empty replay buffer"):
+        trainer2.fit(second, ckpt_path=ckpt)
+    assert second.updates == second.num_updates == 400
+    assert second.env_steps == 500  # refill steps count; stepping pauses until the ratio clock catches up
+    assert trainer.global_step == first.updates == 200  # Lightning's step counter follows the updates
