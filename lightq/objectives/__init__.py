@@ -1,6 +1,24 @@
-"""Pure TD-target and loss functions: tensors in, a ``LossOutput`` out; no env, no logging."""
+"""Pure TD-target and loss functions: tensors in, a ``LossOutput`` out; no env, no logging.
 
+``td_target`` is the one TD target; ``action_value`` is the seam where algorithms differ (how
+``max_a' Q(s', a')`` and the greedy action are computed).
+"""
+
+from lightq.objectives.action_value import (
+    ActionValue,
+    CEMConfig,
+    ContinuousQ,
+    DiscreteQ,
+    MinOfQ,
+    bootstrap_value,
+    cem_maximize,
+)
 from lightq.objectives.common import LossOutput, td_error_loss, td_target
+from lightq.objectives.continuous import critic_loss, deterministic_actor_loss
 from lightq.objectives.dqn import double_q_bootstrap, dqn_loss, max_q_bootstrap
 
-__all__ = ["LossOutput", "td_error_loss", "double_q_bootstrap", "dqn_loss", "max_q_bootstrap", "td_target"]
+__all__ = [
+    "ActionValue", "CEMConfig", "ContinuousQ", "DiscreteQ", "LossOutput", "MinOfQ", "bootstrap_value",
+    "cem_maximize", "critic_loss", "deterministic_actor_loss", "double_q_bootstrap", "dqn_loss",
+    "max_q_bootstrap", "td_error_loss", "td_target",
+]
