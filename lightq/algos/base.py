@@ -192,7 +192,10 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
             # Keep Lightning's step counter (trainer.global_step: checkpoint and logging schedules) as
             # LightningOptimizer.step would: one count per optimizer step.
-            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            if self._trainer is None:  # driven directly (tests, custom loops)
+                opt.step()
+                return
+            progress = self._trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
             progress.increment_ready()
             opt.step()
             progress.increment_completed()
