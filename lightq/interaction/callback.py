@@ -22,7 +22,6 @@ class EnvInteractionCallback(pl.Callback):
     """Warm-up, the replay ratio, and ``rollout/*`` + ``perf/*`` statistics."""
 
     def __init__(self) -> None:
-        self._t0 = 0.0
         self._last = (0.0, 0, 0)  # (time, env_steps, updates) at the last perf log
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
@@ -41,8 +40,7 @@ class EnvInteractionCallback(pl.Callback):
             while collector.env_steps < goal:
                 collector.step(module.explore_policy)
         module.sync_env_steps()
-        self._t0 = time.perf_counter()
-        self._last = (self._t0, module.env_steps, module.updates)
+        self._last = (time.perf_counter(), module.env_steps, module.updates)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         hp = module.hparams

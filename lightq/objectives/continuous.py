@@ -6,7 +6,6 @@ from typing import Literal
 
 import torch
 
-
 from lightq.objectives.common import LossOutput, td_error_loss
 
 __all__ = ["critic_loss", "deterministic_actor_loss"]
