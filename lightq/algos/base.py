@@ -25,6 +25,7 @@ from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.collector import Collector
+from lightq.tracking.mlflow import mlflow_run_record
 
 __all__ = ["OffPolicyAlgorithm"]
 
@@ -331,6 +332,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "updates": self.updates,
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "replay_iterable": self.replay.state_dict() if self.collector is not None else None,
+            "mlflow_run": mlflow_run_record(self._trainer),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from pytorch_lightning.loggers import MLFlowLogger
 
-__all__ = ["DEFAULT_TRACKING_URI", "LightqMLFlowLogger", "absolute_sqlite_uri", "git_sha", "tag_run"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "LightqMLFlowLogger",
+    "absolute_sqlite_uri",
+    "git_sha",
+    "mlflow_run_record",
+    "tag_run",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -85,3 +92,22 @@ def tag_run(logger: MLFlowLogger, tags: dict[str, str]) -> None:
     client, run_id = logger.experiment, logger.run_id
     for key, value in tags.items():
         client.set_tag(run_id, key, str(value))
+
+
+def mlflow_run_record(trainer) -> dict[str, str] | None:
+    """Where the trainer's MLflow run lives: ``{"tracking_uri", "experiment_name", "experiment_id", "run_id"}``.
+
+    Stored in every lightq checkpoint (``checkpoint["lightq"]["mlflow_run"]``) so that resuming and
+    ``lightq evaluate`` find the run the checkpoint belongs to; ``None`` without an MLflow logger.
+    """
+    if trainer is None:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, MLFlowLogger) and logger.run_id is not None:
+            return {
+                "tracking_uri": str(logger._tracking_uri),
+                "experiment_name": str(logger._experiment_name),
+                "experiment_id": str(logger.experiment_id),
+                "run_id": str(logger.run_id),
+            }
+    return None

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 
@@ -72,6 +73,13 @@ def test_command_line_overrides_and_config_artifact(in_tmp):
     saved = yaml.safe_load(Path(local).read_text())
     init = saved["model"]["init_args"]
     assert init["seed"] == 7 and init["double_q"] is True
+    # The checkpoint records the MLflow run it belongs to (resume and `lightq evaluate` use it).
+    ckpt = torch.load(cli.trainer.checkpoint_callback.last_model_path or cli.trainer.checkpoint_callback.best_model_path,
+                      map_location="cpu", weights_only=True)
+    assert ckpt["lightq"]["mlflow_run"] == {
+        "tracking_uri": f"sqlite:///{in_tmp.resolve()}/mlflow.db", "experiment_name": "lightq",
+        "experiment_id": run.info.experiment_id, "run_id": run.info.run_id,
+    }
     # The resolved config holds every default, not only what the YAML set.
     assert init["replay"]["batches_per_sample"] == 8 and init["n_step"] == 1
 
