@@ -9,6 +9,7 @@ trainer defaults are lightq's (one epoch = the whole run, MLflow logger on ``sql
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lightq.algos import OffPolicyAlgorithm
+from lightq.commands import COMMANDS, run_command
 from lightq.tracking.mlflow import git_sha, tag_run
 
 __all__ = ["LightqCLI", "main"]
@@ -98,8 +100,12 @@ class LightqCLI(LightningCLI):
 
 
 def main(args=None) -> None:
-    """Console entry point (``lightq``)."""
+    """Console entry point (``lightq``): lightq's own subcommands, else LightningCLI."""
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # one INFO line per storage otherwise
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in COMMANDS:
+        run_command(argv[0], argv[1:])
+        return
     LightqCLI(args=args)
 
 
