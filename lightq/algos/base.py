@@ -237,13 +237,17 @@ class OffPolicyAlgorithm(pl.LightningModule):
             rank=rank,
             device=device,
         )
-        self.eval_env = make_env(self.env_config)
+        self.eval_env = self.make_eval_env()
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
         self.explore_rng = np.random.default_rng([seed, rank, 1])
         self.eval_rng = np.random.default_rng([seed, rank, 2])
         self.replay = ReplayIterable(
             buffer, self.replay_config, num_updates=self.num_updates, before_sample=self.collector.flush
         )
+
+    def make_eval_env(self, *, render_mode: str | None = None):
+        """The single env of the evaluation protocol (``lightq evaluate`` and videos use it too)."""
+        return make_env(self.env_config, render_mode=render_mode)
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
@@ -261,6 +265,14 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     def configure_callbacks(self):
         callbacks: list[pl.Callback] = [EnvInteractionCallback(), Evaluation()]
+        if self.evaluation.video_every_env_steps is not None:
+            from lightq.callbacks.video import VideoRecording
+
+            callbacks.append(VideoRecording())
+        if self.evaluation.log_model:
+            from lightq.callbacks.policy_model import PolicyModelLogging
+
+            callbacks.append(PolicyModelLogging())
         bar = getattr(self._trainer, "progress_bar_callback", None) if self._trainer is not None else None
         if bar is not None and type(bar).__name__ == "TQDMProgressBar":
             callbacks.append(LightqProgressBar())
@@ -291,7 +303,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
     @torch.inference_mode()
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         """``greedy_policy`` on a numpy batch, back to numpy."""
-        return self.greedy_policy(torch.as_tensor(obs, device=self.collector.device)).cpu().numpy()
+        device = self.collector.device if self.collector is not None else self.device  # no collector: evaluate
+        return self.greedy_policy(torch.as_tensor(obs, device=device)).cpu().numpy()
 
     def exploration_metrics(self) -> dict[str, float]:
         return {}

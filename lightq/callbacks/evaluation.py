@@ -28,12 +28,19 @@ class EvalConfig:
         episodes: Complete episodes per evaluation.
         epsilon: ε of the ε-greedy eval policy (discrete actions); 0 = greedy.
         seed_offset: Episode i of every evaluation is reset with ``seed + seed_offset + i``.
+        video_every_env_steps: Record one eval episode (seed ``seed + seed_offset``) as MP4 each time the
+            env-step clock crosses a multiple of this, logged under ``videos/`` in the MLflow run;
+            ``None`` = never (the default: rendering costs more than the episode).
+        log_model: At the end of training, log the greedy policy as an MLflow PyTorch model under
+            ``policy/`` in the run (``lightq.tracking.models``).
     """
 
     every_env_steps: int | None = 5_000
     episodes: int = 10
     epsilon: float = 0.0
     seed_offset: int = 1_000_000
+    video_every_env_steps: int | None = None
+    log_model: bool = True
 
     def __post_init__(self) -> None:
         if (self.every_env_steps is not None and self.every_env_steps < 0) or self.episodes < 1:
@@ -41,13 +48,18 @@ class EvalConfig:
                 f"evaluation.every_env_steps={self.every_env_steps} must be >= 0 and "
                 f"evaluation.episodes={self.episodes} must be >= 1."
             )
+        if self.video_every_env_steps is not None and self.video_every_env_steps < 1:
+            raise ValueError(
+                f"evaluation.video_every_env_steps={self.video_every_env_steps} must be >= 1 (or null = no videos)."
+            )
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"evaluation.epsilon={self.epsilon} must be in [0, 1].")
 
 
 @torch.no_grad()
 def evaluate_policy(
-    env, policy: Callable[[torch.Tensor], torch.Tensor], *, seeds: list[int], device: torch.device | str = "cpu"
+    env, policy: Callable[[torch.Tensor], torch.Tensor], *, seeds: list[int], device: torch.device | str = "cpu",
+    on_step: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run one complete episode per seed; return (returns, lengths).
 
@@ -56,17 +68,23 @@ def evaluate_policy(
         policy: obs batch [1, *obs] -> actions [1, *act].
         seeds: One reset seed per episode.
         device: Where the policy runs.
+        on_step: Called with the episode index after the reset and after every step, e.g. to render
+            a video frame (``lightq.callbacks.video``): an episode of length T gives T + 1 calls.
     """
     returns, lengths = [], []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
         total, steps, done = 0.0, 0, False
+        if on_step is not None:
+            on_step(len(returns))
         while not done:
             action = policy(torch.as_tensor(obs, device=device).unsqueeze(0))[0].cpu().numpy()
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             steps += 1
             done = terminated or truncated
+            if on_step is not None:
+                on_step(len(returns))
         returns.append(total)
         lengths.append(steps)
     return np.asarray(returns), np.asarray(lengths)

@@ -92,6 +92,7 @@ def cem_maximize(
     high: torch.Tensor,
     config: CEMConfig,
     generator: torch.Generator | None = None,
+    noise: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximize ``q_fn(obs, a)`` over ``a`` in the box [low, high], batched over states on obs's device.
 
@@ -104,6 +105,9 @@ def cem_maximize(
         low, high: [A] action bounds.
         config: samples / elites / iterations.
         generator: Randomness source (None = global RNG).
+        noise: Fixed draws, one per iteration, broadcastable to [B, samples, A] (uniform in [0, 1) for
+            the first, standard normal after), used instead of fresh ones: a deterministic CEM, e.g. for
+            an exported policy (``lightq.tracking.models``).
 
     Returns:
         (best action [B, A], its Q value [B]); the best over every sample drawn, not the final mean.
@@ -115,8 +119,11 @@ def cem_maximize(
     best_a = best_q = None
     mean = std = None
     for it in range(config.iterations):
-        noise = torch.rand if it == 0 else torch.randn
-        u = noise((b, n, dim), generator=generator, device=obs.device, dtype=low.dtype)
+        if noise is not None:
+            u = noise[it].to(low.dtype).expand(b, n, dim)
+        else:
+            draw = torch.rand if it == 0 else torch.randn
+            u = draw((b, n, dim), generator=generator, device=obs.device, dtype=low.dtype)
         if it == 0:
             actions = low + u * span  # [B, n, A]
         else:
