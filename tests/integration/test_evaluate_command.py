@@ -139,3 +139,17 @@ def test_bad_checkpoints_give_clear_errors(in_tmp, capsys):
         main(["evaluate", "--ckpt_path", str(unknown)])
     with pytest.raises(SystemExit, match="does not exist"):
         main(["evaluate", "--ckpt_path", str(in_tmp / "missing.ckpt")])
+
+
+def test_logged_model_gives_the_checkpoints_episodes(cartpole_run, in_tmp, capsys):
+    """The policy logged at the end of training, evaluated by run id, replays the checkpoint's episodes
+    (greedy, and ε-greedy: the model path draws ε's coin flips like DQN.eval_policy, from the same seed)."""
+    path, _ = cartpole_run
+    run = torch.load(path, map_location="cpu", weights_only=True)["lightq"]["mlflow_run"]
+    for extra in ([], ["--epsilon", "0.5"]):
+        from_ckpt = _table(_evaluate(capsys, "--ckpt_path", str(path), "--episodes", "3", *extra))
+        out = _evaluate(capsys, "--run_id", run["run_id"], "--tracking_uri", run["tracking_uri"], "--episodes", "3", *extra)
+        assert f"MLflow model runs:/{run['run_id']}/policy" in out
+        assert _table(out) == from_ckpt
+    with pytest.raises(SystemExit, match="need --ckpt_path"):
+        main(["evaluate", "--run_id", run["run_id"], "--log-model"])
