@@ -95,9 +95,10 @@ class LightqCLI(LightningCLI):
         ckpt = self.trainer.checkpoint_callback
         path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
         if path:
-            lines.append(f"checkpoint: {path}  (watch it: lightq evaluate --ckpt_path {path} --video)")
+            lines.append(f"checkpoint: {path}")
+            lines.append(f"watch it: lightq evaluate --ckpt_path {path} --video")
         if getattr(model, "policy_model_uri", None):
-            lines.append(f"policy model: {model.policy_model_uri}  (mlflow.pytorch.load_model; lightq evaluate --model_uri)")
+            lines.append(f"policy model: {model.policy_model_uri}")
         print("\n".join(lines), flush=True)
 
 
