@@ -328,6 +328,11 @@ def main(argv: list[str] | None = None) -> None:
             f"lightq evaluate: need --episodes >= 1 (got {episodes}), --epsilon in [0, 1] (got {epsilon}) and "
             f"--video_episodes >= 1 (got {args.video_episodes})."
         )
+    if not agent.discrete and args.epsilon:
+        raise SystemExit(
+            f"lightq evaluate: --epsilon applies to discrete actions; {agent.algorithm} on {agent.env_id} is "
+            "evaluated with its deterministic greedy action. Drop --epsilon."
+        )
     if (args.log or args.log_model or args.register_name) and not agent.mlflow_run:
         raise SystemExit(
             f"lightq evaluate: {agent.source} records no MLflow run (trained without the MLflow logger?); "

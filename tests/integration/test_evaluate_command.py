@@ -99,6 +99,9 @@ def test_evaluate_prints_table_matching_direct_rollout(config, cls, env_id, act,
     # Other seeds give other episodes, and the seeds printed follow --seed / --seed_offset.
     out2 = _evaluate(capsys, "--ckpt_path", str(path), "--episodes", "2", "--seed", "5", "--seed_offset", "10")
     assert [e[1] for e in _table(out2)["episodes"]] == [15, 16]
+    if cls is DDPG:
+        with pytest.raises(SystemExit, match="--epsilon applies to discrete actions"):
+            main(["evaluate", "--ckpt_path", str(path), "--epsilon", "0.1"])
 
 
 def test_evaluate_logs_to_the_checkpoints_run(cartpole_run, in_tmp, capsys):
