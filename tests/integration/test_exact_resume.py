@@ -99,7 +99,7 @@ def test_resume_in_new_process_equals_uninterrupted_run(tmp_path, algo, variant)
 
     # Same metric values at the same env steps, all in the run the first half created.
     full_metrics, split_metrics = _metrics(tmp_path / "full"), _metrics(tmp_path / "split")
-    assert "eval/return_mean" in full_metrics and "train/loss" in full_metrics
+    assert "eval/return_mean" in full_metrics and any(k.startswith("train/") for k in full_metrics)
     assert split_metrics == full_metrics
     client, run = _only_run(tmp_path / "split")
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
