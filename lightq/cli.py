@@ -13,12 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_warn
 
 from lightq.algos import OffPolicyAlgorithm
 from lightq.commands import COMMANDS, run_command
-from lightq.tracking.mlflow import git_sha, tag_run
+from lightq.tracking.mlflow import continue_run_from_checkpoint, git_sha, tag_run
 
 __all__ = ["LightqCLI", "main"]
 
@@ -62,6 +64,7 @@ class LightqCLI(LightningCLI):
 
     def before_fit(self) -> None:
         model = self.model
+        self._prepare_checkpoints_and_resume()
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 tags = {
@@ -73,6 +76,34 @@ class LightqCLI(LightningCLI):
                 if logger._run_name is None:
                     tags["mlflow.runName"] = f"{model.algorithm_name}-{model.env_config.id}-seed{model.hparams.seed}"
                 tag_run(logger, tags)
+
+    def _prepare_checkpoints_and_resume(self) -> None:
+        """Deterministic checkpoint folder, ``--ckpt_path last``, and continuing the checkpoint's MLflow run.
+
+        Lightning puts checkpoints under the logger's run id (new for every invocation), so ``last`` could
+        never be found. lightq's default is ``<default_root_dir>/<run name>/checkpoints`` with ``last.ckpt``.
+        """
+        trainer, model = self.trainer, self.model
+        mlflow_loggers = [lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)]
+        run_name = next((lg._run_name for lg in mlflow_loggers if lg._run_name), None) or (
+            f"{model.algorithm_name}-{model.env_config.id}-seed{model.hparams.seed}"
+        )
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = str(Path(trainer.default_root_dir) / run_name / "checkpoints")
+                if cb.save_last is None:
+                    cb.save_last = True
+        kwargs = self.config_init[self.subcommand]
+        ckpt = kwargs.get("ckpt_path")
+        if ckpt == "last":
+            last = [Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+                    for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+            found = [p for p in last if p.is_file()]
+            if not found:
+                rank_zero_warn(f"--ckpt_path last: no checkpoint at {[str(p) for p in last]}; starting a new run.")
+            ckpt = kwargs["ckpt_path"] = str(found[0]) if found else None
+        if ckpt:
+            continue_run_from_checkpoint(ckpt, mlflow_loggers)
 
     def after_fit(self) -> None:
         if self.trainer.global_rank != 0:

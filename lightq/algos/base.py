@@ -12,13 +12,18 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_warn
 
+from lightq.algos.resume import capture_replay, capture_state, restore_replay, restore_state
+from lightq.callbacks.checkpoint import SIDECAR_DIR, AtomicCheckpointIO, read_sidecar, sidecar_name, write_sidecar
 from lightq.callbacks.evaluation import EvalConfig, Evaluation, evaluate_policy
 from lightq.callbacks.progress import LightqProgressBar
 from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
@@ -224,6 +229,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.collector is not None:
             return
+        if self._trainer is not None and type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # fsync + rename, replay sidecars
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         rank = self.trainer.global_rank if self._trainer is not None else 0
         seed = self.hparams.seed
@@ -347,6 +354,21 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "replay_iterable": self.replay.state_dict() if self.collector is not None else None,
             "mlflow_run": mlflow_run_record(self._trainer),
         }
+        if self.collector is not None and "optimizer_states" in checkpoint:  # not for weights-only saves
+            checkpoint["lightq"]["resume"] = capture_state(self)
+            checkpoint["lightq"]["replay_sidecar"] = self._write_replay_sidecar()
+
+    def _write_replay_sidecar(self) -> dict[str, str]:
+        """This rank's replay sidecar for the current update (once per update, however many .ckpt refer to it)."""
+        trainer = self.trainer
+        callback = trainer.checkpoint_callback
+        root = Path(getattr(callback, "dirpath", None) or trainer.default_root_dir)
+        name = sidecar_name(self.updates)
+        if getattr(self, "_sidecar_written", None) != (name, str(root)):
+            write_sidecar(root, name, trainer.global_rank, capture_replay(self))
+            self._sidecar_written = (name, str(root))
+        trainer.strategy.barrier("lightq_replay_sidecar")  # every rank's sidecar is complete before the .ckpt
+        return {"name": name, "path": str((root / SIDECAR_DIR / name).resolve())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lightq")
@@ -368,4 +390,26 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 self.collector.load_state_dict(state["collector"])
             if state.get("replay_iterable") is not None:
                 self.replay.load_state_dict(state["replay_iterable"])
+            self._restore_exact(state)
             self._pending_state = None
+
+    def _restore_exact(self, state: dict[str, Any]) -> None:
+        """Replay sidecar, RNG, env and exploration state (``lightq.algos.resume``); warns where impossible."""
+        sidecar = state.get("replay_sidecar")
+        replay = None
+        if sidecar is not None:
+            ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
+            beside = Path(ckpt_path).parent / SIDECAR_DIR / sidecar["name"] if ckpt_path else None
+            folder = beside if beside is not None and beside.is_dir() else Path(sidecar["path"])
+            replay = read_sidecar(folder, self.trainer.global_rank)
+        if replay is not None:
+            restore_replay(self, replay)
+        else:
+            self._replay_sidecar_missing = True
+            rank_zero_warn(
+                "RESUME IS NOT EXACT: this checkpoint's replay sidecar "
+                f"({sidecar['path'] if sidecar else 'none recorded: written by an older lightq'}) is missing, "
+                "so the replay buffer starts empty and is refilled with the current policy (counted env steps)."
+            )
+        if state.get("resume") is not None:
+            restore_state(self, state["resume"])

@@ -160,9 +160,13 @@ class ReplayIterable:
         self.buffer.update_priority(index, priority)
 
     def state_dict(self) -> dict:
-        self._apply_priority_updates()
+        # Only the count: the queued batches and priority updates travel in the replay sidecar
+        # (lightq.algos.resume), and saving must not apply the updates early (it would change the run).
         return {"served": self.served}
 
     def load_state_dict(self, state: dict) -> None:
-        self.served = int(state["served"])
-        self._queue = []
+        served = int(state["served"])
+        if served != self.served:  # queued batches belong to another point of the run
+            self._queue = []
+            self._priority_updates = []
+        self.served = served

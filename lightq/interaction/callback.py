@@ -30,11 +30,11 @@ class EnvInteractionCallback(pl.Callback):
         while collector.env_steps < start:
             collector.step(module.warmup_policy)
         if len(collector.buffer) + len(collector._staged) == 0 and start > 0:
-            # Resumed from a checkpoint: the replay contents are not in it yet (issue 6), so refill the
-            # buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
+            # Resumed from a checkpoint whose replay sidecar is missing (lightq.callbacks.checkpoint): refill
+            # the buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
             rank_zero_warn(
                 f"Resuming with an empty replay buffer: collecting {start} env steps with the current "
-                "policy before the next update (replay contents are not saved in checkpoints yet)."
+                "policy before the next update (the checkpoint's replay sidecar is missing: resume is not exact)."
             )
             goal = collector.env_steps + start
             while collector.env_steps < goal:

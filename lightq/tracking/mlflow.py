@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_TRACKING_URI",
     "LightqMLFlowLogger",
     "absolute_sqlite_uri",
+    "continue_run_from_checkpoint",
     "git_sha",
     "mlflow_run_record",
     "tag_run",
@@ -56,6 +57,28 @@ class LightqMLFlowLogger(MLFlowLogger):
             artifact_location=artifact_location,
             log_model=False,
         )
+
+    def log_hyperparams(self, params) -> None:
+        """Log params; on a resumed run, keep the ones already there (MLflow params are write-once).
+
+        A param whose value changed on resume (e.g. a longer ``total_env_steps``) keeps its first value
+        and is listed in a warning; the full resolved config of every invocation is in ``config.yaml``.
+        """
+        if self._run_id is None or not self._resumed:
+            return super().log_hyperparams(params)
+        from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
+        from pytorch_lightning.utilities import rank_zero_warn
+
+        flat = _flatten_dict(_convert_params(params))
+        logged = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(k for k, v in flat.items() if k in logged and logged[k] != str(v)[:250])
+        if changed:
+            rank_zero_warn(f"Resumed MLflow run {self.run_id} keeps its first values of params {changed}.")
+        new = {k: v for k, v in flat.items() if k not in logged}
+        if new:
+            super().log_hyperparams(new)
+
+    _resumed = False
 
 
 def absolute_sqlite_uri(uri: str) -> str:
@@ -111,3 +134,36 @@ def mlflow_run_record(trainer) -> dict[str, str] | None:
                 "run_id": str(logger.run_id),
             }
     return None
+
+
+def continue_run_from_checkpoint(ckpt_path: str | Path, loggers) -> str | None:
+    """Point lightq's MLflow loggers at the run recorded in a checkpoint (``checkpoint["lightq"]["mlflow_run"]``).
+
+    Must run before the logger creates a run (``LightqCLI.before_fit`` does it). Loggers given an explicit
+    ``run_id`` are left alone; if the recorded run is not in the logger's tracking store, a new run is
+    started and a warning says so. Returns the run id continued, or ``None``.
+    """
+    import torch
+    from pytorch_lightning.utilities import rank_zero_warn
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    record = (state.get("lightq") or {}).get("mlflow_run")
+    if not record:
+        return None
+    continued = None
+    for logger in loggers:
+        if not isinstance(logger, MLFlowLogger) or logger._run_id is not None:
+            continue
+        try:
+            logger._mlflow_client.get_run(record["run_id"])
+        except Exception:  # noqa: BLE001 - MlflowException (not found) or a store error: start a new run
+            rank_zero_warn(
+                f"The checkpoint's MLflow run {record['run_id']} (tracking URI {record['tracking_uri']}) is not in "
+                f"{logger._tracking_uri}; logging the resumed training to a new run. Set MLFLOW_TRACKING_URI "
+                "to the original store to continue the same run."
+            )
+            continue
+        logger._run_id = record["run_id"]
+        logger._resumed = True
+        continued = record["run_id"]
+    return continued
