@@ -92,7 +92,7 @@ class CEMQ(ContinuousAlgorithm):
         q1 = self.critic(batch.obs, batch.action)
         qs = (q1, self.critic2(batch.obs, batch.action)) if self.critic2 is not None else q1
         out = critic_loss(qs, y, loss=hp.loss, weights=batch.weight)
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q1)
         self.after_update()
         pairs = [(self.critic_target, self.critic)] + ([(self.critic2_target, self.critic2)] if self.critic2 else [])
         for target, online in pairs:

@@ -110,7 +110,7 @@ class DQN(OffPolicyAlgorithm):
             q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
             loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
         )
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)  # φ ← φ − α ∇_φ L
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q_tm1)  # φ ← φ − α ∇_φ L
         self.after_update()
         if hp.tau is not None:  # φ' ← (1 − τ) φ' + τ φ
             polyak_update(self.target_net, self.q_net, hp.tau)
