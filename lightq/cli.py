@@ -9,15 +9,19 @@ trainer defaults are lightq's (one epoch = the whole run, MLflow logger on ``sql
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import traceback
 import tempfile
 from pathlib import Path
 
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightq.algos import OffPolicyAlgorithm
 from lightq.commands import COMMANDS, run_command
+from lightq.reliability import DivergenceError, EnvFaultError
 from lightq.tracking.mlflow import git_sha, tag_run
 
 __all__ = ["LightqCLI", "main"]
@@ -106,7 +110,15 @@ def main(args=None) -> None:
     if argv and argv[0] in COMMANDS:
         run_command(argv[0], argv[1:])
         return
-    LightqCLI(args=args)
+    try:
+        LightqCLI(args=args)
+    except SIGTERMException:  # GracefulShutdown has written last.ckpt and said so
+        sys.exit(128 + signal.SIGTERM)
+    except (DivergenceError, EnvFaultError) as error:  # the report is the message; the cause stays visible
+        if error.__cause__ is not None:
+            traceback.print_exception(error.__cause__)
+        print(f"lightq: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
