@@ -58,6 +58,8 @@ class CEMQ(ContinuousAlgorithm):
     ) -> None:
         super().__init__(**kwargs)
         self.cem = _as(CEMConfig, cem)
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         self.save_hyperparameters_as_dicts()

@@ -59,6 +59,10 @@ class DDPG(ContinuousAlgorithm):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if not actor_lr > 0:
+            raise ValueError(f"actor_lr={actor_lr} must be > 0.")
+        if not critic_lr > 0:
+            raise ValueError(f"critic_lr={critic_lr} must be > 0.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if policy_delay < 1:

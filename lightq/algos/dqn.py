@@ -85,6 +85,8 @@ class DQN(OffPolicyAlgorithm):
         self.exploration = _as(EpsilonSchedule, exploration)
         if target_update_period_updates < 1:
             raise ValueError(f"target_update_period_updates={target_update_period_updates} must be >= 1.")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1] (weight of the online net per Polyak update).")
         if loss not in ("huber", "mse"):

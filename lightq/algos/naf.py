@@ -75,6 +75,8 @@ class NAF(ContinuousAlgorithm):
         super().__init__(**kwargs)
         if mu_preactivation_penalty < 0:
             raise ValueError(f"mu_preactivation_penalty={mu_preactivation_penalty} must be >= 0.")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if loss not in ("mse", "l2", "huber"):
