@@ -30,6 +30,7 @@ from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.collector import Collector
+from lightq.reliability import GracefulShutdown, Watchdog, WatchdogConfig
 from lightq.tracking.mlflow import mlflow_run_record
 
 __all__ = ["OffPolicyAlgorithm"]
@@ -65,6 +66,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         gamma: Discount per env step.
         n_step: Rewards summed per transition (discount γ^k for the k summed, cut at episode ends).
         log_every_updates: Period of ``train/``, ``rollout/`` and ``perf/`` logging, in updates.
+        watchdog: Divergence checks (non-finite / exploding loss, Q, gradients, rewards, observations).
     """
 
     algorithm_name = "base"
@@ -83,17 +85,19 @@ class OffPolicyAlgorithm(pl.LightningModule):
         gamma: float = 0.99,
         n_step: int = 1,
         log_every_updates: int = 100,
+        watchdog: WatchdogConfig | None = None,
     ) -> None:
         super().__init__()
         self.env_config = _as(EnvConfig, env)
         self.replay_config = _as(ReplayConfig, replay)
         self.evaluation = _as(EvalConfig, evaluation)
+        self.watchdog = _as(WatchdogConfig, watchdog)
         self._validate(total_env_steps, learning_starts_env_steps, env_steps_per_update, gamma, n_step, log_every_updates)
         self._base_hparams = {
             "env": self.env_config, "replay": self.replay_config, "evaluation": self.evaluation, "seed": seed,
             "total_env_steps": total_env_steps, "learning_starts_env_steps": learning_starts_env_steps,
             "env_steps_per_update": env_steps_per_update, "gamma": gamma, "n_step": n_step,
-            "log_every_updates": log_every_updates,
+            "log_every_updates": log_every_updates, "watchdog": self.watchdog,
         }
         self.automatic_optimization = False
         self.env_steps = 0  # the RL clock: env steps taken (all envs, all ranks)
@@ -103,6 +107,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.last_rollout_return: float | None = None
         self.final_eval: dict[str, float] | None = None
         self.collector: Collector | None = None
+        self.watched: dict[str, torch.Tensor] = {}  # the last update's loss / Q-values, for the Watchdog
         self.eval_env = None
         probe = make_env(self.env_config)
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
@@ -184,9 +189,12 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     def gradient_step(
         self, loss: torch.Tensor, optimizer_index: int = 0, *, max_grad_norm: float | None = None,
-        params: list[torch.nn.Parameter] | None = None,
+        params: list[torch.nn.Parameter] | None = None, q_values: torch.Tensor | None = None,
     ) -> None:
         """zero_grad → backward → clip the global grad norm → step, for one of the module's optimizers."""
+        self.watched[f"loss (optimizer {optimizer_index})"] = loss
+        if q_values is not None:
+            self.watched[f"q_values (optimizer {optimizer_index})"] = q_values
         if self._direct_optimization():
             opts = self.optimizers(use_pl_optimizer=False)
             opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
@@ -195,7 +203,9 @@ class OffPolicyAlgorithm(pl.LightningModule):
             if max_grad_norm is not None:
                 if params is None:
                     params = self._optimizer_params(opt)
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+                self.watched[f"gradient norm (optimizer {optimizer_index})"] = torch.nn.utils.clip_grad_norm_(
+                    params, max_grad_norm, foreach=True
+                )
             # Keep Lightning's step counter (trainer.global_step: checkpoint and logging schedules) as
             # LightningOptimizer.step would: one count per optimizer step.
             if self._trainer is None:  # driven directly (tests, custom loops)
@@ -243,6 +253,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
             seed=seed,
             rank=rank,
             device=device,
+            env_id=self.env_config.id,
         )
         self.eval_env = self.make_eval_env()
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
@@ -271,7 +282,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         return batch
 
     def configure_callbacks(self):
-        callbacks: list[pl.Callback] = [EnvInteractionCallback(), Evaluation()]
+        callbacks: list[pl.Callback] = [EnvInteractionCallback(), Evaluation(), GracefulShutdown()]
         if self.evaluation.video_every_env_steps is not None:
             from lightq.callbacks.video import VideoRecording
 
@@ -280,6 +291,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
             from lightq.callbacks.policy_model import PolicyModelLogging
 
             callbacks.append(PolicyModelLogging())
+        if self.watchdog.enabled:
+            callbacks.append(Watchdog(self.watchdog))
         bar = getattr(self._trainer, "progress_bar_callback", None) if self._trainer is not None else None
         if bar is not None and type(bar).__name__ == "TQDMProgressBar":
             callbacks.append(LightqProgressBar())

@@ -59,6 +59,10 @@ class DDPG(ContinuousAlgorithm):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if not actor_lr > 0:
+            raise ValueError(f"actor_lr={actor_lr} must be > 0.")
+        if not critic_lr > 0:
+            raise ValueError(f"critic_lr={critic_lr} must be > 0.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if policy_delay < 1:
@@ -105,7 +109,7 @@ class DDPG(ContinuousAlgorithm):
         q1 = self.critic(batch.obs, batch.action)
         qs = (q1, self.critic2(batch.obs, batch.action)) if self.critic2 is not None else q1
         out = critic_loss(qs, y, weights=batch.weight)
-        self.gradient_step(out.loss, 0, max_grad_norm=hp.max_grad_norm)  # critic: φ ← φ − α ∇ (Q − y)²
+        self.gradient_step(out.loss, 0, max_grad_norm=hp.max_grad_norm, q_values=q1)  # critic: φ ← φ − α ∇ (Q − y)²
         metrics = dict(out.metrics)
         if (self.updates + 1) % hp.policy_delay == 0:
             actor_out = deterministic_actor_loss(self.critic(batch.obs, self.actor(batch.obs)))

@@ -85,6 +85,8 @@ class DQN(OffPolicyAlgorithm):
         self.exploration = _as(EpsilonSchedule, exploration)
         if target_update_period_updates < 1:
             raise ValueError(f"target_update_period_updates={target_update_period_updates} must be >= 1.")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1] (weight of the online net per Polyak update).")
         if loss not in ("huber", "mse"):
@@ -110,7 +112,7 @@ class DQN(OffPolicyAlgorithm):
             q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
             loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
         )
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)  # φ ← φ − α ∇_φ L
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q_tm1)  # φ ← φ − α ∇_φ L
         self.after_update()
         if hp.tau is not None:  # φ' ← (1 − τ) φ' + τ φ
             polyak_update(self.target_net, self.q_net, hp.tau)

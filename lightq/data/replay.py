@@ -118,7 +118,10 @@ class ReplayIterable:
         self._priority_updates: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __len__(self) -> int:
-        return max(self.num_updates - self.served, 0)
+        # The whole run, not what is left: Lightning restores its in-epoch batch counter on a mid-epoch
+        # resume (a SIGTERM checkpoint) and stops at len(); "what is left" would then be counted twice
+        # and the resumed run would end early. The iterator itself stops after the remaining batches.
+        return self.num_updates
 
     def __iter__(self):
         while self.served < self.num_updates:

@@ -10,6 +10,7 @@ in ``info["final_obs"]``; the collector stores the latter as ``next_obs`` (trunc
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,6 +52,14 @@ ACTION_SPACES = {
 def _check_env_id(env_id: str) -> None:
     if env_id in gym.registry:
         return
+    if ":" in env_id:  # gymnasium's "package.module:EnvId": importing the module registers the id
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"env.id: cannot import {module!r} to register {env_id!r} ({exc}).") from exc
+        if env_id in gym.registry:
+            return
     if env_id.startswith("ALE/"):
         import ale_py  # noqa: F401  registers ALE/* ids
 
