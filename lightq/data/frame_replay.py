@@ -231,7 +231,7 @@ class FrameReplay:
         rows = self._rows(stream[:, None], logical[:, None] - back)  # [B, stack]
         frames = self._columns["frame"][rows]  # [B, stack, H, W]
         before_start = back[None, :] > ep_step[:, None].long()  # frames of an earlier game
-        return frames.masked_fill(before_start[:, :, None, None], 0)
+        return frames.masked_fill(before_start.view(*before_start.shape, *([1] * len(self.frame_shape))), 0)
 
     def state_dict(self) -> dict:
         # Contents are not checkpointed (like the transition buffer; see EnvInteractionCallback).
