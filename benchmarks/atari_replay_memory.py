@@ -54,7 +54,7 @@ def measure(capacity: int, num_envs: int) -> dict:
     buffer.sample(32)  # sampling works on the filled buffer
     after = rss_bytes()
     held = len(buffer)
-    last_rows = int(buffer._columns["last"].sum())  # final-frame rows among those held
+    last_rows = int(buffer._columns["last"][: buffer.segment * num_envs].sum())  # final-frame rows among those held
     collector.close()
     return {"capacity": capacity, "rows": held, "transitions": held - last_rows, "rss_growth": after - before,
             "env_steps": collector.env_steps}

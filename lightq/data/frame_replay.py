@@ -91,7 +91,8 @@ class FrameReplay:
         self.num_streams, self.stack, self.n_step, self.gamma = num_streams, stack, n_step, float(gamma)
         self.frame_shape = tuple(frame_shape)
         self.device = torch.device(device)
-        size = self.segment * num_streams
+        size = self.segment * num_streams + 1  # + one all-zero frame row, read as padding (never written)
+        self._zero_row = size - 1
         specs = {
             "frame": (self.frame_shape, torch.uint8), "action": ((), torch.int64), "reward": ((), torch.float32),
             "ep_step": ((), torch.int32), "terminated": ((), torch.bool), "last": ((), torch.bool),
@@ -112,6 +113,8 @@ class FrameReplay:
             )
         else:
             raise ValueError(f"replay.storage={storage!r} must be 'tensor' or 'memmap'.")
+        for key in specs:  # the padding row: zero frame, never a valid start
+            data.get(key)[self._zero_row] = 0
         self.storage = TensorStorage(storage=data, max_size=size, device=self.device)
         # Reads index the columns of the same preallocated TensorDict directly: ``storage.get`` would
         # gather every column (frames included) for the metadata look-ups of the rejection step.
@@ -229,9 +232,11 @@ class FrameReplay:
     def _stack(self, stream: torch.Tensor, logical: torch.Tensor, ep_step: torch.Tensor) -> torch.Tensor:
         back = torch.arange(self.stack - 1, -1, -1, device=self.device)  # 3, 2, 1, 0
         rows = self._rows(stream[:, None], logical[:, None] - back)  # [B, stack]
-        frames = self._columns["frame"][rows]  # [B, stack, H, W]
         before_start = back[None, :] > ep_step[:, None].long()  # frames of an earlier game
-        return frames.masked_fill(before_start.view(*before_start.shape, *([1] * len(self.frame_shape))), 0)
+        # Padding frames are read from the all-zero row at the end of the storage: one gather, no masking
+        # pass over the batch (masked_fill on the gathered uint8 frames took ~half the sample time on CPU).
+        rows = torch.where(before_start, self._zero_row, rows)
+        return self._columns["frame"].index_select(0, rows.flatten()).view(*rows.shape, *self.frame_shape)
 
     def state_dict(self) -> dict:
         # Contents are not checkpointed (like the transition buffer; see EnvInteractionCallback).

@@ -96,8 +96,8 @@ def test_reward_clipping_in_training_only_and_eval_scores_unclipped():
     collector.step(_random_policy(0, env.single_action_space.n), 300)
     raw = np.stack(raw)  # [steps, envs]
     assert raw.max() > 1  # the env gives the game score
-    stored = buffer._columns["reward"][:, None].view(2, buffer.segment)  # [stream, row]
-    last = buffer._columns["last"].view(2, buffer.segment)
+    stored = buffer._columns["reward"][: 2 * buffer.segment].view(2, buffer.segment)  # [stream, row]
+    last = buffer._columns["last"][: 2 * buffer.segment].view(2, buffer.segment)
     for s in range(2):
         rows = stored[s, : buffer.count[s]][~last[s, : buffer.count[s]]].numpy()
         assert np.array_equal(rows, np.sign(raw[:, s]))  # stored = sign(score change)
