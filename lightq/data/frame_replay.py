@@ -26,13 +26,13 @@ stream plus one per game, a small fraction), so every valid start has the same p
 Bytes per row: 7056 (frame) + 8 (action) + 4 (reward) + 4 (ep_step) + 2 (flags) = 7074, plus one row
 per game for the final frame; stacked storage of obs and next_obs would be 56_448 bytes.
 
-Why not TorchRL's ``CatFrames`` as a replay transform with a ``SliceSampler`` (torchrl 0.14.1):
-``CatFrames`` in a buffer rebuilds stacks from *sampled slices* of consecutive steps, so it needs a
-slice of 4 + n frames per sampled transition, reads ``("next", "pixels")`` that would have to be stored
-as a second copy of every frame (or a final-frame side channel it does not have), pads the start of a
-trajectory by repeating the first frame (``padding="same"``) or with a constant, and ``SliceSampler``
-needs trajectories identified by an id or ``done`` key with per-sample slice bookkeeping that costs
-several ms per batch on CPU. The gather above does one indexed read of 8 frames per transition. What is
+Why not TorchRL's ``CatFrames`` as a replay transform with a ``SliceSampler`` (checked in torchrl 0.14.1,
+``CatFrames.make_rb_transform_and_sampler``): the transform it builds stacks both ``pixels`` and
+``("next", "pixels")``, so every frame is stored twice (~14 KB per transition, over the 7.2 KB budget);
+its ``SliceSampler(slice_len=N)`` draws N consecutive rows per transition and stacks the window, which
+gives the 1-step next stack only (no n-step offset, no final-frame row at a game end); and it needs
+trajectories delimited by a ``done`` key per stream. The gather here reads 2 × 4 frames per transition
+from single-copy storage, for any n. What is
 used from TorchRL: ``TensorStorage`` over a preallocated ``TensorDict`` (RAM on the training device, or
 ``MemoryMappedTensor`` files on disk) and its ``set`` for writes. ``LazyTensorStorage`` is not used because
 its ``get`` only reads the first ``len`` rows, and the per-stream segments are not filled front to back.

@@ -29,7 +29,8 @@ class EnvConfig:
         num_envs: Environments stepped together; each has its own seed (``seed + rank * num_envs + i``).
         vectorization: ``sync`` (one process; deterministic) or ``async`` (one subprocess per env).
         max_episode_steps: Override of the env's time limit (``None`` keeps the registered one).
-        atari_protocol: For ``ALE/<Game>-v5`` ids: ``nature`` or ``machado`` (``lightq.envs.atari``);
+        atari_protocol: For ``ALE/<Game>-v5`` ids: ``nature`` or ``machado`` (``lightq.envs.atari``; Atari
+            always uses ale-py's C++ vector env, ``vectorization`` does not apply);
             ignored for other ids.
     """
 
