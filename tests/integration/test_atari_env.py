@@ -147,3 +147,19 @@ def test_replayed_stacks_equal_the_stacks_the_agent_acted_on():
         else:
             assert td["next_obs"][b, -1].any()
     collector.close()
+
+
+def test_prioritized_replay_with_atari_fails_clearly():
+    from lightq.algos import DQN
+
+    model = DQN(env={"id": "ALE/Pong-v5"}, replay={"prioritized": True, "capacity": 1_000},
+                total_env_steps=2_000, learning_starts_env_steps=100)
+    with pytest.raises(ValueError, match="replay.prioritized=false"):
+        model.setup("fit")
+
+
+def test_bad_protocol_and_game_names_fail_clearly():
+    with pytest.raises(ValueError, match="choose one of"):
+        make_atari_vec_env("ALE/Pong-v5", num_envs=1, protocol="dopamine")
+    with pytest.raises(ValueError, match="no ROM"):
+        make_atari_vec_env("ALE/Pongg-v5", num_envs=1)
