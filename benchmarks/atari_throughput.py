@@ -20,7 +20,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-import harness  # noqa: F401  benchmarks/harness.py: quiet logging set-up happens on import of Lightning
 from lightq.algos import DQN
 from lightq.envs.atari import make_atari_vec_env
 
