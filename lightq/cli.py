@@ -121,6 +121,8 @@ class LightqCLI(LightningCLI):
                     "seed": model.hparams.seed,
                     "git_sha": git_sha(),
                 }
+                if model.env_config.id.startswith("ALE/"):  # the Atari protocol (lightq.envs.atari)
+                    tags["protocol"] = model.env_config.atari_protocol
                 if logger._run_name is None:
                     tags["mlflow.runName"] = f"{model.algorithm_name}-{model.env_config.id}-seed{model.hparams.seed}"
                 tag_run(logger, tags)

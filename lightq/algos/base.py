@@ -244,17 +244,23 @@ class OffPolicyAlgorithm(pl.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         rank = self.trainer.global_rank if self._trainer is not None else 0
         seed = self.hparams.seed
-        buffer = make_replay_buffer(self.replay_config, device=device, seed=seed + 7919 * (rank + 1))
-        self.collector = Collector(
-            make_vec_env(self.env_config),
-            buffer,
-            n_step=self.hparams.n_step,
-            gamma=self.hparams.gamma,
-            seed=seed,
-            rank=rank,
-            device=device,
-            env_id=self.env_config.id,
-        )
+        if self.env_config.id.startswith("ALE/"):  # pixels: frames stored once (lightq.data.frame_replay)
+            from lightq.interaction.atari_collector import make_atari_collector
+
+            self.collector = make_atari_collector(self, device=device, rank=rank)
+            buffer = self.collector.buffer
+        else:
+            buffer = make_replay_buffer(self.replay_config, device=device, seed=seed + 7919 * (rank + 1))
+            self.collector = Collector(
+                make_vec_env(self.env_config),
+                buffer,
+                n_step=self.hparams.n_step,
+                gamma=self.hparams.gamma,
+                seed=seed,
+                rank=rank,
+                device=device,
+                env_id=self.env_config.id,
+            )
         self.eval_env = self.make_eval_env()
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
         self.explore_rng = np.random.default_rng([seed, rank, 1])

@@ -26,6 +26,7 @@ import torch
 from lightq.algos.base import OffPolicyAlgorithm, _as
 from lightq.data.replay import Batch
 from lightq.interaction.exploration import EpsilonSchedule
+from lightq.nn.cnn import NatureQNetwork
 from lightq.nn.mlp import QNetwork
 from lightq.objectives.dqn import dqn_loss
 
@@ -50,6 +51,8 @@ class DQN(OffPolicyAlgorithm):
     Args:
         exploration: ε-greedy schedule on the env-step clock.
         hidden: Hidden widths of the MLP torso (vector observations).
+        network: ``mlp``, ``nature_cnn`` (Mnih et al. 2015; uint8 ``[C, H, W]`` stacks, 512-unit layer) or
+            ``auto``: the CNN for image observations (3-D uint8 Box), the MLP otherwise.
         dueling: Dueling head ``V + A − mean(A)``.
         double_q: Double-DQN target (select with the online net, evaluate with the target net).
         lr: Adam learning rate.
@@ -70,6 +73,7 @@ class DQN(OffPolicyAlgorithm):
         *,
         exploration: EpsilonSchedule | None = None,
         hidden: list[int] = [120, 84],  # noqa: B006  (jsonargparse needs a literal default)
+        network: Literal["auto", "mlp", "nature_cnn"] = "auto",
         dueling: bool = False,
         double_q: bool = False,
         lr: float = 2.5e-4,
@@ -97,7 +101,15 @@ class DQN(OffPolicyAlgorithm):
         # Network init from the run seed without touching the global RNG stream of the caller.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.hparams.seed)
-            self.q_net = QNetwork(obs_dim, self.num_actions, hidden=hidden, dueling=dueling)
+            if network == "auto":
+                space = self.observation_space
+                network = "nature_cnn" if len(space.shape) == 3 and space.dtype == np.uint8 else "mlp"
+            if network == "nature_cnn":
+                self.q_net = NatureQNetwork(self.observation_space.shape, self.num_actions, dueling=dueling)
+            elif network == "mlp":
+                self.q_net = QNetwork(obs_dim, self.num_actions, hidden=hidden, dueling=dueling)
+            else:
+                raise ValueError(f"network={network!r} must be 'auto', 'mlp' or 'nature_cnn'.")
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 
     # -- the lecture's loop, one gradient update --------------------------------------------------------
