@@ -44,6 +44,7 @@ class DDPG(ContinuousAlgorithm):
     """
 
     algorithm_name = "DDPG"
+    ddp_find_unused_parameters = True  # the critic's backward does not reach the actor
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ from lightq.algos.base import OffPolicyAlgorithm, _as
 from lightq.data.replay import Batch
 from lightq.interaction.exploration import EpsilonSchedule
 from lightq.nn.mlp import QNetwork
+from lightq.objectives.common import float32_math
 from lightq.objectives.dqn import dqn_loss
 
 __all__ = ["DQN", "hard_update", "polyak_update"]
@@ -103,7 +104,7 @@ class DQN(OffPolicyAlgorithm):
         hp = self.hparams
         log_now = (self.updates + 1) % hp.log_every_updates == 0
         q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
-        with torch.no_grad():
+        with torch.no_grad(), float32_math(batch.next_obs.device):  # the TD target in float32 (mixed precision)
             q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
             q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
         out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
