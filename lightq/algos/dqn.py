@@ -124,6 +124,11 @@ class DQN(OffPolicyAlgorithm):
 
     def configure_optimizers(self):
         fused = self.device.type == "cpu" or self.device.type == "cuda"
+        # A fused Adam unscales 16-mixed gradients inside its step, so Lightning cannot unscale them
+        # before clipping and refuses to clip: with a GradScaler and clipping, use the plain Adam.
+        plugin = self._trainer.precision_plugin if self._trainer is not None else None
+        if getattr(plugin, "scaler", None) is not None and self.hparams.max_grad_norm is not None:
+            fused = False
         try:
             return torch.optim.Adam(self.q_net.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps, fused=fused)
         except (RuntimeError, TypeError):  # fused Adam unsupported on this device / dtype
