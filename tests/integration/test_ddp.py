@@ -114,3 +114,30 @@ def test_ddp_checkpoint_resumes_under_ddp_with_global_counters(ranks):
     r0, r1 = ranks("resume")
     assert r0["updates"] == r1["updates"] == r0["num_updates"] == 200  # finished the run from update 100
     assert r0["env_steps"] == r0["local_env_steps"] + r1["local_env_steps"] >= 600
+
+
+def test_cli_ddp_two_cpu_processes_log_once_with_global_steps(tmp_path):
+    # The user's path: `lightq fit ... --trainer.strategy ddp --trainer.devices 2` (Lightning launches rank 1).
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "lightq.cli", "fit", "--config", str(ROOT / "configs/dqn/cartpole.yaml"),
+           "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+           "--trainer.enable_progress_bar", "false", "--model.init_args.total_env_steps", "600",
+           "--model.init_args.learning_starts_env_steps", "200", "--model.init_args.log_every_updates", "50",
+           "--model.init_args.evaluation.every_env_steps", "400", "--model.init_args.evaluation.episodes", "3"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1  # rank 1 logs nothing
+    run_id = runs[0].info.run_id
+    evals = [m.step for m in client.get_metric_history(run_id, "eval/return_mean")]
+    assert evals == [400, 600]  # once per evaluation, against the global env-step clock
+    updates = {m.step: m.value for m in client.get_metric_history(run_id, "perf/updates")}
+    assert updates == {300: 50.0, 400: 100.0, 500: 150.0, 600: 200.0}  # 2 env steps per update, global
+    (ckpt,) = list(tmp_path.glob("runs/**/*.ckpt"))
+    state = torch.load(ckpt, weights_only=True)["lightq"]
+    assert state["world_size"] == 2 and state["env_steps"] == 600 == 2 * state["collector"]["env_steps"]
