@@ -164,7 +164,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def global_env_steps_per_update(self) -> float:
         """Env steps (all ranks) collected per update: ``env_steps_per_update``, × N ranks with ``per_rank``."""
         hp = self.hparams
-        scale = world_size(self) if hp.get("ddp_batch", "split") == "per_rank" else 1
+        scale = self._world if hp.get("ddp_batch", "split") == "per_rank" else 1  # _world: set in setup
         return hp.env_steps_per_update * scale
 
     @property

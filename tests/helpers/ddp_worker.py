@@ -10,6 +10,7 @@ global clocks and the final evaluation. Scenarios run in order in the same proce
     ddpg       DDPG with TD3's switches (twin critics, smoothing, policy delay 2)
     control    DQN with DDP's gradient all-reduce replaced by a no-op (the ranks must diverge)
     per_rank   DQN with ddp_batch per_rank
+    bf16       DDPG (TD3 switches) under DDP with precision bf16-mixed
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class NoAllReduce(pl.Callback):
         trainer.strategy.model.register_comm_hook(None, _noop_allreduce)
 
 
-def fit(model, out: Path, name: str, *, ckpt_path=None) -> None:
+def fit(model, out: Path, name: str, *, ckpt_path=None, precision="32-true") -> None:
     recorder = Recorder()
     callbacks = [recorder]
     if name == "dqn":
@@ -90,7 +91,7 @@ def fit(model, out: Path, name: str, *, ckpt_path=None) -> None:
     strategy = DDPStrategy(process_group_backend="gloo")
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy=strategy, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, precision=precision,
     )
     trainer.fit(model, ckpt_path=ckpt_path)
     rank = trainer.global_rank
@@ -105,6 +106,7 @@ def fit(model, out: Path, name: str, *, ckpt_path=None) -> None:
         "num_updates": int(model.num_updates),
         "world_size": int(trainer.world_size),
         "final_eval": {k: float(v) for k, v in (model.final_eval or {}).items()},
+        "precision": str(trainer.precision_plugin.precision),
     }
     torch.save(record, out / f"{name}.rank{rank}.pt")
 
@@ -122,6 +124,8 @@ def main() -> None:
             fit(DQN(**DQN_KW), out, name)
         elif name == "per_rank":
             fit(DQN(**{**DQN_KW, "ddp_batch": "per_rank"}), out, name)
+        elif name == "bf16":
+            fit(DDPG(**DDPG_KW), out, name, precision="bf16-mixed")
         else:
             raise SystemExit(f"unknown scenario {name!r}")
 

@@ -24,7 +24,7 @@ from lightq.envs.factory import make_env
 from tests.helpers.ddp_worker import DDPG_KW, DQN_KW
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ["dqn", "resume", "ddpg", "control", "per_rank"]
+SCENARIOS = ["dqn", "resume", "ddpg", "control", "per_rank", "bf16"]
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,14 @@ def _max_param_gap(a: dict, b: dict) -> float:
     return max(float((a["params"][k] - b["params"][k]).abs().max()) for k in a["params"])
 
 
-@pytest.mark.parametrize("name", ["dqn", "ddpg", "per_rank", "resume"])
+@pytest.mark.parametrize("name", ["dqn", "ddpg", "per_rank", "resume", "bf16"])
 def test_parameters_identical_on_both_ranks_after_training(ranks, name):
     r0, r1 = ranks(name)
     assert r0["updates"] == r1["updates"] > 0
     assert _max_param_gap(r0, r1) == 0.0  # online AND target networks (DDPG: actor, twin critics, targets)
-    trained = DQN(**DQN_KW) if name != "ddpg" else None
+    trained = DQN(**DQN_KW) if name not in ("ddpg", "bf16") else None
+    if name == "bf16":
+        assert r0["precision"] == "bf16-mixed"
     if trained is not None:  # the parameters moved away from their (seeded) initial values
         init = trained.q_net.torso[0].weight.detach()
         assert float((r0["params"]["q_net.torso.0.weight"] - init).abs().max()) > 1e-3
