@@ -287,6 +287,10 @@ class OffPolicyAlgorithm(pl.LightningModule):
             buffer, self._rank_replay_config(), num_updates=self.num_updates, before_sample=self.collector.flush
         )
 
+    def _rank(self) -> int:
+        """This process's global rank (0 without a Trainer): per-rank generators derive from it."""
+        return self.trainer.global_rank if self._trainer is not None else 0
+
     def _rank_replay_config(self) -> ReplayConfig:
         """This rank's replay settings: with ``ddp_batch: split`` each rank samples batch_size / N."""
         n, config = self._world, self.replay_config

@@ -96,7 +96,7 @@ class DDPG(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31)
+        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31 + 7919 * self._rank())
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams
