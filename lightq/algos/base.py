@@ -20,9 +20,9 @@ import pytorch_lightning as pl
 import torch
 
 from lightq.callbacks.evaluation import EvalConfig, Evaluation, evaluate_policy
-from lightq.distributed import DDPBatch, check_lockstep, gather_values, world_size
 from lightq.callbacks.progress import LightqProgressBar
 from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
+from lightq.distributed import DDPBatch, gather_values, world_size
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.collector import Collector
