@@ -74,7 +74,7 @@ class CEMQ(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._cem_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 17)
+        self._cem_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 17 + 7919 * self._rank())
 
     def _generator(self):
         return getattr(self, "_cem_gen", None)

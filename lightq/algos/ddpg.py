@@ -44,6 +44,7 @@ class DDPG(ContinuousAlgorithm):
     """
 
     algorithm_name = "DDPG"
+    ddp_find_unused_parameters = True  # the critic's backward does not reach the actor
 
     def __init__(
         self,
@@ -99,7 +100,7 @@ class DDPG(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31)
+        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31 + 7919 * self._rank())
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams

@@ -28,6 +28,7 @@ from lightq.data.replay import Batch
 from lightq.interaction.exploration import EpsilonSchedule
 from lightq.nn.cnn import NatureQNetwork
 from lightq.nn.mlp import QNetwork
+from lightq.objectives.common import float32_math
 from lightq.objectives.dqn import dqn_loss
 
 __all__ = ["DQN", "hard_update", "polyak_update"]
@@ -117,7 +118,7 @@ class DQN(OffPolicyAlgorithm):
         hp = self.hparams
         log_now = (self.updates + 1) % hp.log_every_updates == 0
         q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
-        with torch.no_grad():
+        with torch.no_grad(), float32_math(batch.next_obs.device):  # the TD target in float32 (mixed precision)
             q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
             q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
         out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
@@ -137,6 +138,11 @@ class DQN(OffPolicyAlgorithm):
 
     def configure_optimizers(self):
         fused = self.device.type == "cpu" or self.device.type == "cuda"
+        # A fused Adam unscales 16-mixed gradients inside its step, so Lightning cannot unscale them
+        # before clipping and refuses to clip: with a GradScaler and clipping, use the plain Adam.
+        plugin = self._trainer.precision_plugin if self._trainer is not None else None
+        if getattr(plugin, "scaler", None) is not None and self.hparams.max_grad_norm is not None:
+            fused = False
         try:
             return torch.optim.Adam(self.q_net.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps, fused=fused)
         except (RuntimeError, TypeError):  # fused Adam unsupported on this device / dtype

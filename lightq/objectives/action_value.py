@@ -21,6 +21,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from lightq.objectives.common import float32_math
+
 __all__ = [
     "ActionValue", "CEMConfig", "ContinuousQ", "DiscreteQ", "MinOfQ", "bootstrap_value", "cem_maximize",
 ]
@@ -35,8 +37,11 @@ class ActionValue(Protocol):
 
 
 def bootstrap_value(target: ActionValue, next_obs: torch.Tensor, selector: ActionValue | None = None) -> torch.Tensor:
-    """``Q_target(s', a*)`` with ``a* = selector.greedy(s')``; ``target.max(s')`` when there is no selector."""
-    with torch.no_grad():
+    """``Q_target(s', a*)`` with ``a* = selector.greedy(s')``; ``target.max(s')`` when there is no selector.
+
+    Computed in float32 even under mixed precision (``float32_math``): it is the TD target's bootstrap.
+    """
+    with torch.no_grad(), float32_math(next_obs.device):
         if selector is None:
             return target.max(next_obs)
         return target.evaluate(next_obs, selector.greedy(next_obs))
