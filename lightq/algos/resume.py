@@ -90,7 +90,9 @@ def capture_state(module) -> dict[str, Any]:
         "collector": {
             "obs": portable(c._obs) if c._obs is not None else None,
             "finished": [list(e) for e in c._finished],
-            "nstep_pending": [[portable(list(item)) for item in q] for q in c.nstep._pending],
+            # The Atari collector builds n-step targets at sample time: it has no pending transitions.
+            "nstep_pending": [[portable(list(item)) for item in q] for q in c.nstep._pending] if hasattr(c, "nstep")
+            else [],
             "env": env_state,
             "env_not_restorable": None if env_state is not None else why_not_restorable(c.env),
         },
@@ -121,7 +123,8 @@ def restore_state(module, state: dict[str, Any]) -> None:
         c.env.reset(seed=env_seeds(c.seed, c.num_envs, c.rank))  # wrappers need one reset; state overwritten next
         set_vector_env_state(c.env, saved["env"])
         c._obs = unportable(saved["obs"])
-        c.nstep._pending = [deque(tuple(unportable(item)) for item in q) for q in saved["nstep_pending"]]
+        if hasattr(c, "nstep"):
+            c.nstep._pending = [deque(tuple(unportable(item)) for item in q) for q in saved["nstep_pending"]]
     else:
         reason = saved.get("env_not_restorable") or why_not_restorable(c.env)
         rank_zero_warn(
@@ -133,7 +136,8 @@ def restore_state(module, state: dict[str, Any]) -> None:
         c._obs = None  # the next collector.step resets every env
         c._ep_return[:] = 0.0
         c._ep_length[:] = 0
-        c.nstep.reset()
+        if hasattr(c, "nstep"):
+            c.nstep.reset()
     _set_global_rng_state(state["global_rng"])
 
 
