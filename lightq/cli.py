@@ -27,7 +27,7 @@ from lightq.algos import OffPolicyAlgorithm
 from lightq.commands import COMMANDS, run_command
 from lightq.reliability import DivergenceError, EnvFaultError
 from lightq.reliability.validation import CheckpointError, check_checkpoint, explain_parse_error
-from lightq.tracking.mlflow import continue_run_from_checkpoint, git_sha, tag_run
+from lightq.tracking.mlflow import TrackingServerUnreachable, continue_run_from_checkpoint, git_sha, tag_run
 
 __all__ = ["LightqCLI", "main"]
 
@@ -201,7 +201,7 @@ def main(args=None) -> None:
         LightqCLI(args=args)
     except SIGTERMException:  # GracefulShutdown has written last.ckpt and said so
         sys.exit(128 + signal.SIGTERM)
-    except CheckpointError as error:
+    except (CheckpointError, TrackingServerUnreachable) as error:
         print(f"lightq: invalid configuration:\n  {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     except ValueError as error:  # a setting refused when the classes are built (lightq's own checks)
