@@ -92,8 +92,16 @@ def atari_game(env_id: str) -> str:
     game = re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower()
     from ale_py import roms
 
-    if game not in roms.get_all_rom_ids():
-        raise ValueError(f"env.id={env_id!r}: ale-py has no ROM {game!r}; check the game name (ale_py.roms).")
+    known = roms.get_all_rom_ids()
+    if game not in known:
+        import difflib
+
+        def env_id_of(rom: str) -> str:
+            return "ALE/" + "".join(part.capitalize() for part in rom.split("_")) + "-v5"
+
+        close = difflib.get_close_matches(game, known, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(env_id_of(c)) for c in close)}?" if close else ""
+        raise ValueError(f"env.id={env_id!r}: ale-py has no Atari game {game!r}.{hint}")
     return game
 
 

@@ -50,6 +50,8 @@ def _error(capsys, *args, config=CARTPOLE) -> str:
         (["--model.init_args.evaluation.episodes", "0"], "evaluation.episodes=0 must be >= 1"),
         (["--model.init_args.env.id", "CartPol-v1"],
          "model.init_args.env.id='CartPol-v1' is not a registered gymnasium environment. Did you mean 'CartPole-v1'"),
+        (["--model.init_args.env.id", "ALE/Pongg-v5"],
+         "model.init_args.env.id='ALE/Pongg-v5': ale-py has no Atari game 'pongg'. Did you mean 'ALE/Pong-v5'"),
         (["--model.init_args.env.id", "Pendulum-v1"],
          "DQN needs a Discrete action space, got Box(-2.0, 2.0, (1,), float32). Algorithms that accept Box actions: "
          "DDPG, NAF, CEMQ."),
