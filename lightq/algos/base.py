@@ -19,7 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from lightq.callbacks.evaluation import EvalConfig, Evaluation, evaluate_policy
+from lightq.callbacks.evaluation import EvalConfig, Evaluation, ValueProbe, evaluate_policy
 from lightq.callbacks.progress import LightqProgressBar
 from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
@@ -296,6 +296,12 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def exploration_metrics(self) -> dict[str, float]:
         return {}
 
+    has_value_estimate = False  # True where value_estimate is implemented (the eval overestimation probe)
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The algorithm's value of a visited eval state [B] (see ``ValueProbe``)."""
+        raise NotImplementedError
+
     # -- logging and evaluation ---------------------------------------------------------------------
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Send metrics to every logger against the env-step clock (x-axis = env steps)."""
@@ -309,13 +315,20 @@ class OffPolicyAlgorithm(pl.LightningModule):
         seeds = [self.hparams.seed + ev.seed_offset + i for i in range(ev.episodes)]
         was_training = self.training
         self.eval()
-        returns, lengths = evaluate_policy(self.eval_env, self.eval_policy, seeds=seeds, device=self.device)
+        probe = None
+        if ev.value_probe and self.has_value_estimate:
+            probe = ValueProbe(self.value_estimate, self.hparams.gamma)
+        returns, lengths = evaluate_policy(
+            self.eval_env, self.eval_policy, seeds=seeds, device=self.device, probe=probe
+        )
         self.train(was_training)
         metrics = {
             "eval/return_mean": float(returns.mean()),
             "eval/return_std": float(returns.std()),
             "eval/length_mean": float(lengths.mean()),
         }
+        if probe is not None:
+            metrics.update(probe.metrics())
         self.last_eval_return = metrics["eval/return_mean"]
         self.last_eval_env_steps = self.env_steps
         self.final_eval = metrics
