@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 SEEDS=${SEEDS:-0 1 2 3 4}
-BUDGET="--model.init_args.total_env_steps 40_000"   # env steps per run (config: 50_000; see the READMEs)
+BUDGET="--model.init_args.total_env_steps 25_000"   # env steps per run (config: 50_000; CPU budget, see the READMEs)
 declare -A VARIANTS=(
   [dqn]="--config configs/dqn/cartpole.yaml $BUDGET"
   [double]="--config configs/dqn/cartpole_double.yaml $BUDGET"
