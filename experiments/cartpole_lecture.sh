@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 SEEDS=${SEEDS:-0 1 2 3 4}
-BUDGET="--model.init_args.total_env_steps 25_000"   # env steps per run (config: 50_000; CPU budget, see the READMEs)
+BUDGET="--model.init_args.total_env_steps 10_000 --model.init_args.evaluation.every_env_steps 1_000 --model.init_args.evaluation.episodes 5"  # CPU budget here (config: 50_000 steps, eval every 2_500 on 10 episodes); see the READMEs
 declare -A VARIANTS=(
   [dqn]="--config configs/dqn/cartpole.yaml $BUDGET"
   [double]="--config configs/dqn/cartpole_double.yaml $BUDGET"
@@ -27,6 +27,6 @@ for v in "${@:-${ORDER[@]}}"; do ARGS+=(--variant "$v=${VARIANTS[$v]}"); done
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///experiments/runs/mlflow.db}
 mkdir -p experiments/runs
 # shellcheck disable=SC2086
-$PY -m lightq.cli sweep --experiment cartpole_lecture --seeds $SEEDS --workers "${WORKERS:-2}" \
+$PY -m lightq.cli sweep --experiment cartpole_lecture --seeds $SEEDS --workers "${WORKERS:-3}" \
   --logs experiments/runs/logs "${ARGS[@]}" \
   -- --trainer.enable_checkpointing false --trainer.enable_progress_bar false
