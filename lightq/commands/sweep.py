@@ -197,6 +197,7 @@ def _slurm_script(ns: argparse.Namespace, argv: list[str], n_runs: int, workers:
         if a.split("=")[0] in ("--launcher", "--slurm-script", "--slurm-options"):
             continue
         keep.append(a)
+    cut = keep.index("--") if "--" in keep else len(keep)  # --index goes before the fit arguments
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=lightq-{ns.sweep_id}",
@@ -209,7 +210,8 @@ def _slurm_script(ns: argparse.Namespace, argv: list[str], n_runs: int, workers:
         f"# {n_runs} runs of lightq sweep {ns.sweep_id!r}; array task i runs run i (variant-major, then seed).",
         f"export MLFLOW_TRACKING_URI={shlex.quote(ns.tracking_uri)}",
         f"cd {shlex.quote(os.getcwd())}",
-        f"{shlex.quote(sys.executable)} -m lightq.cli sweep {shlex.join(keep)} --index $SLURM_ARRAY_TASK_ID",
+        f"{shlex.quote(sys.executable)} -m lightq.cli sweep {shlex.join(keep[:cut])} --index $SLURM_ARRAY_TASK_ID"
+        + (f" -- {shlex.join(keep[cut + 1:])}" if cut < len(keep) else ""),
         "",
     ]
     return "\n".join(lines)
