@@ -40,6 +40,13 @@ def _median(scores: np.ndarray) -> float:
 
 STATISTICS: dict[str, Callable[[np.ndarray], float]] = {"IQM": iqm, "mean": _mean, "median": _median}
 
+# Row-wise versions over pooled replicates [reps, runs * tasks] of the statistics above.
+_POOLED = {
+    iqm: lambda r: trim_mean(r, proportiontocut=0.25, axis=1),
+    _mean: lambda r: r.mean(axis=1),
+    _median: lambda r: np.median(r, axis=1),
+}
+
 
 def stratified_bootstrap_ci(
     scores: np.ndarray, statistic: Callable[[np.ndarray], float], *, reps: int = 10_000, seed: int = 0,
@@ -65,10 +72,11 @@ def stratified_bootstrap_ci(
     runs, tasks = x.shape
     rng = np.random.default_rng(seed)
     idx = [rng.integers(0, runs, size=(reps, runs)) for _ in range(tasks)]  # [tasks][reps, runs]
-    replicates = np.empty(reps)
-    for b in range(reps):
-        sample = np.stack([x[idx[t][b], t] for t in range(tasks)], axis=1)  # [runs, tasks]
-        replicates[b] = statistic(sample)
+    samples = np.stack([x[idx[t], t] for t in range(tasks)], axis=2)  # [reps, runs, tasks]
+    if statistic in _POOLED:  # the same numbers, vectorized over replicates
+        replicates = _POOLED[statistic](samples.reshape(reps, runs * tasks))
+    else:
+        replicates = np.array([statistic(samples[b]) for b in range(reps)])
     tail = (1.0 - confidence) / 2 * 100
     lo, hi = np.percentile(replicates, [tail, 100 - tail])
     return float(lo), float(hi)
