@@ -4,7 +4,8 @@
 
 Reads the FINISHED runs of the experiment (optionally of one ``--sweep-id``), groups them by their
 ``variant`` tag (``lightq sweep`` sets it; runs without one are grouped by ``algorithm``), one run per
-seed (the latest when a seed was run twice), and writes into ``--out``:
+seed (the latest when a seed was run twice; when a variant was re-run with other arguments, only the runs
+with its latest ``args_hash``), and writes into ``--out``:
 
 - ``curves.png``: ``--metric`` (default ``eval/return_mean``) against env steps, the mean over seeds and
   a 95% percentile-bootstrap band (seeds resampled), on the eval steps every seed of a variant logged;
@@ -70,7 +71,13 @@ def load_runs(
     flt = "attributes.status = 'FINISHED'" + (f" and tags.sweep_id = '{sweep_id}'" if sweep_id else "")
     runs = client.search_runs([exp.experiment_id], filter_string=flt, max_results=50_000,
                               order_by=["attributes.start_time ASC"])
+    # A variant re-run with other settings (its args_hash changed): keep only its latest settings' runs.
+    latest_hash = {}
+    for r in runs:
+        t = r.data.tags
+        latest_hash[t.get("variant") or t.get("algorithm") or r.info.run_name] = t.get("args_hash")
     groups: dict[str, VariantRuns] = {}
+    dropped: dict[str, int] = {}
     for r in runs:  # oldest first: a later run of the same (variant, seed) replaces an earlier one
         t = r.data.tags
         name = t.get("variant") or t.get("algorithm") or r.info.run_name
@@ -78,12 +85,17 @@ def load_runs(
             continue
         if "seed" not in t:
             continue
+        if t.get("args_hash") != latest_hash[name]:
+            dropped[name] = dropped.get(name, 0) + 1
+            continue
         seed = int(t["seed"])
         g = groups.setdefault(name, VariantRuns(name))
         g.histories[seed] = {
             m: sorted((h.step, h.value) for h in client.get_metric_history(r.info.run_id, m)) for m in metrics
         }
         g.envs[seed] = t.get("env", "?")
+    for name, n in dropped.items():
+        print(f"[report] {name}: left out {n} run(s) with other settings (args_hash) than its latest runs.")
     if variants:
         missing = [v for v in variants if v not in groups]
         if missing:

@@ -32,7 +32,11 @@ def _store(uri: str) -> None:
                 for key, div in (("eval/return_mean", 1), ("eval/q_estimate", 2), ("eval/mc_return", 4))
             ])
             client.set_terminated(run.info.run_id, "FINISHED")
-    # Not counted: a failed run, and a run of another sweep.
+    # Not counted: an older run of dqn with other settings, a failed run, and a run of another sweep.
+    old = client.create_run(exp, start_time=1, tags={"variant": "dqn", "seed": "5", "env": "CartPole-v1",
+                                                     "sweep_id": "s1", "args_hash": "old"})
+    client.log_metric(old.info.run_id, "eval/return_mean", 5e5, step=3000)
+    client.set_terminated(old.info.run_id, "FINISHED")
     bad = client.create_run(exp, tags={"variant": "dqn", "seed": "9", "env": "CartPole-v1", "sweep_id": "s1"})
     client.log_metric(bad.info.run_id, "eval/return_mean", 1e6, step=3000)
     client.set_terminated(bad.info.run_id, "FAILED")
