@@ -162,7 +162,7 @@ def _plot_probe(groups, path: Path, title: str, *, reps: int, seed: int) -> bool
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = False
+    drawn, peaks = False, []
     for name, g in groups.items():
         color = None
         for metric, style, label in (("eval/q_estimate", "-", "max_a Q(s, a)"), ("eval/mc_return", "--", "MC return")):
@@ -174,6 +174,9 @@ def _plot_probe(groups, path: Path, title: str, *, reps: int, seed: int) -> bool
             color = line.get_color()
             ax.fill_between(steps, lo, hi, alpha=0.15, color=color)
             drawn = True
+            peaks.append(float(np.abs(mean).max()))
+    if drawn and max(peaks) > 100 * (float(np.median(peaks)) + 1):  # a diverged variant: keep the rest readable
+        ax.set_yscale("symlog", linthresh=10)
     if drawn:
         ax.set_xlabel("env steps")
         ax.set_ylabel("value (discounted return)")
@@ -234,7 +237,7 @@ def main(argv: list[str]) -> None:
     title = ns.title or f"{ns.experiment}: mean over seeds, 95% bootstrap band"
     _plot_curves(groups, ns.metric, out / "curves.png", title, reps=ns.reps, seed=ns.seed)
     probe = ns.value_probe and _plot_probe(groups, out / "value_estimates.png",
-                                           f"{ns.experiment}: value estimate vs MC return", reps=ns.reps, seed=ns.seed)
+                                           f"{ns.title or ns.experiment}: value estimate vs MC return", reps=ns.reps, seed=ns.seed)
     (out / "report.json").write_text(json.dumps({"experiment": ns.experiment, "metric": ns.metric,
                                                  "variants": summary}, indent=1, default=str))
     head, rows = _table(summary, probe)
