@@ -261,7 +261,8 @@ def main(argv: list[str]) -> None:
           f"{len(todo)} to run on {workers} workers; MLflow {ns.tracking_uri}, logs {logs}", flush=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=ns.tracking_uri)
     env.setdefault("OMP_NUM_THREADS", "1")  # one core per run; parallelism comes from the workers
-    slots = list(reversed(gpu_ids[:workers])) if gpu_ids else None
+    # One slot per worker; with more workers than GPUs, GPUs are shared round-robin.
+    slots = [gpu_ids[i % len(gpu_ids)] for i in reversed(range(workers))] if gpu_ids else None
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(lambda r: _execute(r, cmds[r.index], env, slots, lock), todo))

@@ -83,3 +83,30 @@ def test_bad_variant_and_index_are_refused():
     assert runs[0].args_hash != runs[3].args_hash
     with pytest.raises(SystemExit, match="unique"):
         sweep.build_runs([("a", []), ("a", [])], [0], [])
+
+
+def test_gpu_workers_pin_one_run_per_gpu(in_tmp, monkeypatch):
+    """With GPUs, each concurrent run gets its own CUDA_VISIBLE_DEVICES (no GPU here: subprocess faked)."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    active, seen, lock = {}, [], threading.Lock()
+
+    def fake_run(cmd, stdout, stderr, env):
+        gpu = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            assert gpu not in active.values(), "two concurrent runs on one GPU"
+            active[id(cmd)] = gpu
+            seen.append(gpu)
+        time.sleep(0.2)
+        with lock:
+            del active[id(cmd)]
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(sweep, "_default_workers", lambda: (2, ["0", "1"]))
+    monkeypatch.setattr(sweep, "finished_runs", lambda *a: {})
+    monkeypatch.setattr(sweep, "_ensure_experiment", lambda *a: None)
+    monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+    sweep.main(["--experiment", "g", "--seeds", "0", "1", "2", "3", "--variant", "a=--config x.yaml"])
+    assert sorted(seen) == ["0", "0", "1", "1"]
