@@ -8,17 +8,26 @@ trainer defaults are lightq's (one epoch = the whole run, MLflow logger on ``sql
 
 from __future__ import annotations
 
+import importlib
 import logging
+import re
+import signal
 import sys
+import traceback
 import tempfile
 from pathlib import Path
 
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightq.algos import OffPolicyAlgorithm
 from lightq.commands import COMMANDS, run_command
-from lightq.tracking.mlflow import git_sha, tag_run
+from lightq.reliability import DivergenceError, EnvFaultError
+from lightq.reliability.validation import CheckpointError, check_checkpoint, explain_parse_error
+from lightq.tracking.mlflow import TrackingServerUnreachable, continue_run_from_checkpoint, git_sha, tag_run
 
 __all__ = ["LightqCLI", "main"]
 
@@ -36,6 +45,26 @@ class MLflowSaveConfig(SaveConfigCallback):
                     logger.experiment.log_artifact(logger.run_id, str(path))
 
 
+class LightqArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser with errors that name the key, the bad value and the fix.
+
+    ``allow_abbrev=False``: argparse would otherwise take ``--trainer.max_epoch`` for
+    ``--trainer.max_epochs`` silently; a misspelling must be an error, not a guess.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None):
+        # Only the CLI's own parsers summarise (jsonargparse builds inner parsers of the same class for
+        # nested class types; their messages end up inside the top-level one).
+        summary = explain_parse_error(message) if getattr(self, "_lightq_cli_parser", False) else None
+        if summary:
+            message = f"invalid configuration:\n{summary}\n\nParser details:\n{message}"
+        return super().error(message, ex)
+
+
 class LightqCLI(LightningCLI):
     """LightningCLI with lightq's defaults and MLflow run tagging."""
 
@@ -43,6 +72,7 @@ class LightqCLI(LightningCLI):
         super().__init__(
             model_class=OffPolicyAlgorithm,
             subclass_mode_model=True,
+            parser_class=LightqArgumentParser,
             save_config_callback=MLflowSaveConfig,
             save_config_kwargs={"save_to_log_dir": False},
             seed_everything_default=False,  # seeds come from model.init_args.seed (DESIGN.md §5.7)
@@ -60,8 +90,29 @@ class LightqCLI(LightningCLI):
             run=run,
         )
 
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser._lightq_cli_parser = True
+        return parser
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters here, before anything is built: refuse a
+        # missing, corrupted, foreign or other-algorithm checkpoint first, with a message that says so.
+        if self.config.get("subcommand"):
+            section = self.config[self.config.subcommand]
+            ckpt_path = section.get("ckpt_path")
+            if ckpt_path not in (None, "last", "best", "hpc", "registry"):
+                class_path = section.get("model", {}).get("class_path", "")
+                try:
+                    algorithm = _import_class(class_path).algorithm_name
+                except (ImportError, AttributeError, ValueError):
+                    algorithm = None
+                check_checkpoint(ckpt_path, algorithm)
+        super()._parse_ckpt_path()
+
     def before_fit(self) -> None:
         model = self.model
+        self._prepare_checkpoints_and_resume()
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 tags = {
@@ -70,9 +121,41 @@ class LightqCLI(LightningCLI):
                     "seed": model.hparams.seed,
                     "git_sha": git_sha(),
                 }
+                if model.env_config.id.startswith("ALE/"):  # the Atari protocol (lightq.envs.atari)
+                    tags["protocol"] = model.env_config.atari_protocol
                 if logger._run_name is None:
                     tags["mlflow.runName"] = f"{model.algorithm_name}-{model.env_config.id}-seed{model.hparams.seed}"
                 tag_run(logger, tags)
+
+    def _prepare_checkpoints_and_resume(self) -> None:
+        """Deterministic checkpoint folder, ``--ckpt_path last``, and continuing the checkpoint's MLflow run.
+
+        Lightning puts checkpoints under the logger's run id (new for every invocation), so ``last`` could
+        never be found. lightq's default is ``<default_root_dir>/<run name>/checkpoints`` with ``last.ckpt``.
+        """
+        trainer, model = self.trainer, self.model
+        mlflow_loggers = [lg for lg in trainer.loggers if isinstance(lg, MLFlowLogger)]
+        run_name = next((lg._run_name for lg in mlflow_loggers if lg._run_name), None) or (
+            f"{model.algorithm_name}-{model.env_config.id}-seed{model.hparams.seed}"
+        )
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                folder = re.sub(r"[^\w.+-]", "_", run_name)  # env ids like ALE/Pong-v5 hold '/'
+                cb.dirpath = str(Path(trainer.default_root_dir) / folder / "checkpoints")
+                if cb.save_last is None:
+                    cb.save_last = True
+        kwargs = self.config_init[self.subcommand]
+        ckpt = kwargs.get("ckpt_path")
+        if ckpt == "last":
+            last = [Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+                    for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+            found = [p for p in last if p.is_file()]
+            if not found:
+                rank_zero_warn(f"--ckpt_path last: no checkpoint at {[str(p) for p in last]}; starting a new run.")
+            ckpt = kwargs["ckpt_path"] = str(found[0]) if found else None
+        if ckpt:
+            check_checkpoint(ckpt, model.algorithm_name)  # corrupt / foreign / other algorithm: refuse now
+            continue_run_from_checkpoint(ckpt, mlflow_loggers)
 
     def after_fit(self) -> None:
         if self.trainer.global_rank != 0:
@@ -96,7 +179,15 @@ class LightqCLI(LightningCLI):
         path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
         if path:
             lines.append(f"checkpoint: {path}")
+            lines.append(f"watch it: lightq evaluate --ckpt_path {path} --video")
+        if getattr(model, "policy_model_uri", None):
+            lines.append(f"policy model: {model.policy_model_uri}")
         print("\n".join(lines), flush=True)
+
+
+def _import_class(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(args=None) -> None:
@@ -106,7 +197,24 @@ def main(args=None) -> None:
     if argv and argv[0] in COMMANDS:
         run_command(argv[0], argv[1:])
         return
-    LightqCLI(args=args)
+    try:
+        LightqCLI(args=args)
+    except SIGTERMException:  # GracefulShutdown has written last.ckpt and said so
+        sys.exit(128 + signal.SIGTERM)
+    except (CheckpointError, TrackingServerUnreachable) as error:
+        print(f"lightq: invalid configuration:\n  {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except ValueError as error:  # a setting refused when the classes are built (lightq's own checks)
+        summary = explain_parse_error(str(error))
+        if summary is None:
+            raise
+        print(f"lightq: invalid configuration:\n{summary}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except (DivergenceError, EnvFaultError) as error:  # the report is the message; the cause stays visible
+        if error.__cause__ is not None:
+            traceback.print_exception(error.__cause__)
+        print(f"lightq: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_warn
 
+from lightq.algos.resume import capture_replay, capture_state, restore_replay, restore_state
+from lightq.callbacks.checkpoint import SIDECAR_DIR, AtomicCheckpointIO, read_sidecar, sidecar_name, write_sidecar
 from lightq.callbacks.evaluation import EvalConfig, Evaluation, ValueProbe, evaluate_policy
 from lightq.callbacks.progress import LightqProgressBar
 from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
+from lightq.distributed import DDPBatch, gather_values, world_size
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.collector import Collector
+from lightq.reliability import GracefulShutdown, Watchdog, WatchdogConfig
 from lightq.tracking.mlflow import mlflow_run_record
 
 __all__ = ["OffPolicyAlgorithm"]
@@ -60,10 +67,18 @@ class OffPolicyAlgorithm(pl.LightningModule):
         gamma: Discount per env step.
         n_step: Rewards summed per transition (discount γ^k for the k summed, cut at episode ends).
         log_every_updates: Period of ``train/``, ``rollout/`` and ``perf/`` logging, in updates.
+        watchdog: Divergence checks (non-finite / exploding loss, Q, gradients, rewards, observations).
+        ddp_batch: Under DDP with N ranks: ``split`` = ``replay.batch_size`` and ``env_steps_per_update``
+            are global (each rank samples batch_size / N and collects env_steps_per_update / N per update:
+            the one-GPU update); ``per_rank`` = both are per rank (global batch N · batch_size, N ·
+            env_steps_per_update env steps per update, N times fewer updates). Ignored with one process.
     """
 
     algorithm_name = "base"
     action_kind = "Discrete"
+    # Whether some backward of an update leaves parameters without a gradient (DDPG's critic loss never
+    # reaches the actor): DDP must then look for unused parameters, or it waits for their gradients.
+    ddp_find_unused_parameters = False
 
     def __init__(
         self,
@@ -78,26 +93,33 @@ class OffPolicyAlgorithm(pl.LightningModule):
         gamma: float = 0.99,
         n_step: int = 1,
         log_every_updates: int = 100,
+        watchdog: WatchdogConfig | None = None,
+        ddp_batch: DDPBatch = "split",
     ) -> None:
         super().__init__()
         self.env_config = _as(EnvConfig, env)
         self.replay_config = _as(ReplayConfig, replay)
         self.evaluation = _as(EvalConfig, evaluation)
+        self.watchdog = _as(WatchdogConfig, watchdog)
         self._validate(total_env_steps, learning_starts_env_steps, env_steps_per_update, gamma, n_step, log_every_updates)
+        if ddp_batch not in ("split", "per_rank"):
+            raise ValueError(f"ddp_batch={ddp_batch!r} must be 'split' (global batch) or 'per_rank'.")
         self._base_hparams = {
             "env": self.env_config, "replay": self.replay_config, "evaluation": self.evaluation, "seed": seed,
             "total_env_steps": total_env_steps, "learning_starts_env_steps": learning_starts_env_steps,
             "env_steps_per_update": env_steps_per_update, "gamma": gamma, "n_step": n_step,
-            "log_every_updates": log_every_updates,
+            "log_every_updates": log_every_updates, "watchdog": self.watchdog, "ddp_batch": ddp_batch,
         }
         self.automatic_optimization = False
         self.env_steps = 0  # the RL clock: env steps taken (all envs, all ranks)
         self.updates = 0  # gradient updates done (not Lightning's global_step: DDPG has two optimizers)
+        self._world = 1  # DDP world size, set in setup
         self.last_eval_return: float | None = None
         self.last_eval_env_steps: int | None = None
         self.last_rollout_return: float | None = None
         self.final_eval: dict[str, float] | None = None
         self.collector: Collector | None = None
+        self.watched: dict[str, torch.Tensor] = {}  # the last update's loss / Q-values, for the Watchdog
         self.eval_env = None
         probe = make_env(self.env_config)
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
@@ -110,7 +132,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
     # parameters, buffers or submodules: nn.Module.__setattr__'s type checks on them cost ~4 µs each,
     # ~30 times per update. Writing them with object.__setattr__ is what nn.Module would end up doing.
     _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "env_steps", "updates", "last_eval_return",
-                                   "last_eval_env_steps", "last_rollout_return", "final_eval"})
+                                   "last_eval_env_steps", "last_rollout_return", "final_eval", "_world"})
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._PLAIN_ATTRIBUTES:
@@ -149,13 +171,32 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     # -- the RL clocks ------------------------------------------------------------------------------
     @property
+    def global_env_steps_per_update(self) -> float:
+        """Env steps (all ranks) collected per update: ``env_steps_per_update``, × N ranks with ``per_rank``."""
+        hp = self.hparams
+        scale = self._world if hp.get("ddp_batch", "split") == "per_rank" else 1  # _world: set in setup
+        return hp.env_steps_per_update * scale
+
+    @property
     def num_updates(self) -> int:
         hp = self.hparams
-        return math.ceil((hp.total_env_steps - hp.learning_starts_env_steps) / hp.env_steps_per_update)
+        return math.ceil((hp.total_env_steps - hp.learning_starts_env_steps) / self.global_env_steps_per_update)
 
     def sync_env_steps(self) -> None:
-        """Refresh ``env_steps`` from the collector (the sum over ranks under DDP)."""
-        self.env_steps = self.collector.env_steps
+        """Refresh ``env_steps`` from the collector: the sum over ranks under DDP.
+
+        Ranks collect in lockstep (same updates, same env steps per update; ``check_lockstep``), so the
+        sum is this rank's count × world size, with no collective per env step.
+        """
+        self.env_steps = self.collector.env_steps * self._world
+
+    def collect_until(self, target: float, policy) -> None:
+        """Step this rank's envs until the global env-step clock reaches ``target`` (every rank the same)."""
+        self.sync_env_steps()
+        if self.env_steps < target:
+            per_vector_step = self.collector.num_envs * self._world
+            self.collector.step(policy, math.ceil((target - self.env_steps) / per_vector_step))
+            self.sync_env_steps()
 
     def _direct_optimization(self) -> bool:
         """Whether backward/clip/step may bypass Lightning's wrappers (no loss scaler to honour).
@@ -174,14 +215,21 @@ class OffPolicyAlgorithm(pl.LightningModule):
             plugin = self.trainer.precision_plugin
             scaler = getattr(plugin, "scaler", None) if isinstance(plugin, MixedPrecision) else None
             cached = scaler is None and type(plugin).__name__ in ("Precision", "MixedPrecision")
+            # Under DDP, manual_backward runs the strategy's pre_backward, which prepares DDP's reducer
+            # (training_step runs inside the DDP wrapper's forward, so its own preparation comes too late):
+            # a bare loss.backward() would skip the gradient all-reduce.
+            cached = cached and world_size(self) == 1
             self._direct_opt_cached = cached
         return cached
 
     def gradient_step(
         self, loss: torch.Tensor, optimizer_index: int = 0, *, max_grad_norm: float | None = None,
-        params: list[torch.nn.Parameter] | None = None,
+        params: list[torch.nn.Parameter] | None = None, q_values: torch.Tensor | None = None,
     ) -> None:
         """zero_grad → backward → clip the global grad norm → step, for one of the module's optimizers."""
+        self.watched[f"loss (optimizer {optimizer_index})"] = loss
+        if q_values is not None:
+            self.watched[f"q_values (optimizer {optimizer_index})"] = q_values
         if self._direct_optimization():
             opts = self.optimizers(use_pl_optimizer=False)
             opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
@@ -190,7 +238,9 @@ class OffPolicyAlgorithm(pl.LightningModule):
             if max_grad_norm is not None:
                 if params is None:
                     params = self._optimizer_params(opt)
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+                self.watched[f"gradient norm (optimizer {optimizer_index})"] = torch.nn.utils.clip_grad_norm_(
+                    params, max_grad_norm, foreach=True
+                )
             # Keep Lightning's step counter (trainer.global_step: checkpoint and logging schedules) as
             # LightningOptimizer.step would: one count per optimizer step.
             if self._trainer is None:  # driven directly (tests, custom loops)
@@ -224,26 +274,62 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if stage != "fit" or self.collector is not None:
             return
+        if self._trainer is not None and type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # fsync + rename, replay sidecars
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         rank = self.trainer.global_rank if self._trainer is not None else 0
+        self._world = world_size(self)
+        if self._world > 1 and self.ddp_find_unused_parameters:
+            # setup runs before the strategy wraps the module in DistributedDataParallel; Lightning keeps
+            # the wrapper's kwargs in _ddp_kwargs (no public setter), so `strategy: ddp` just works.
+            ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", None)
+            if ddp_kwargs is not None:
+                ddp_kwargs.setdefault("find_unused_parameters", True)
         seed = self.hparams.seed
-        buffer = make_replay_buffer(self.replay_config, device=device, seed=seed + 7919 * (rank + 1))
-        self.collector = Collector(
-            make_vec_env(self.env_config),
-            buffer,
-            n_step=self.hparams.n_step,
-            gamma=self.hparams.gamma,
-            seed=seed,
-            rank=rank,
-            device=device,
-        )
-        self.eval_env = make_env(self.env_config)
+        if self.env_config.id.startswith("ALE/"):  # pixels: frames stored once (lightq.data.frame_replay)
+            from lightq.interaction.atari_collector import make_atari_collector
+
+            self.collector = make_atari_collector(self, device=device, rank=rank)
+            buffer = self.collector.buffer
+        else:
+            buffer = make_replay_buffer(self.replay_config, device=device, seed=seed + 7919 * (rank + 1))
+            self.collector = Collector(
+                make_vec_env(self.env_config),
+                buffer,
+                n_step=self.hparams.n_step,
+                gamma=self.hparams.gamma,
+                seed=seed,
+                rank=rank,
+                device=device,
+                env_id=self.env_config.id,
+            )
+        self.eval_env = self.make_eval_env()
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
         self.explore_rng = np.random.default_rng([seed, rank, 1])
         self.eval_rng = np.random.default_rng([seed, rank, 2])
         self.replay = ReplayIterable(
-            buffer, self.replay_config, num_updates=self.num_updates, before_sample=self.collector.flush
+            buffer, self._rank_replay_config(), num_updates=self.num_updates, before_sample=self.collector.flush
         )
+
+    def make_eval_env(self, *, render_mode: str | None = None):
+        """The single env of the evaluation protocol (``lightq evaluate`` and videos use it too)."""
+        return make_env(self.env_config, render_mode=render_mode)
+
+    def _rank(self) -> int:
+        """This process's global rank (0 without a Trainer): per-rank generators derive from it."""
+        return self.trainer.global_rank if self._trainer is not None else 0
+
+    def _rank_replay_config(self) -> ReplayConfig:
+        """This rank's replay settings: with ``ddp_batch: split`` each rank samples batch_size / N."""
+        n, config = self._world, self.replay_config
+        if n == 1 or self.hparams.get("ddp_batch", "split") == "per_rank":
+            return config
+        if config.batch_size % n:
+            raise ValueError(
+                f"replay.batch_size={config.batch_size} is not divisible by the {n} DDP ranks (ddp_batch: split "
+                f"gives each rank batch_size / {n}); use a multiple of {n} or set model ddp_batch: per_rank."
+            )
+        return replace(config, batch_size=config.batch_size // n)
 
     def teardown(self, stage: str) -> None:
         if self.collector is not None:
@@ -260,7 +346,17 @@ class OffPolicyAlgorithm(pl.LightningModule):
         return batch
 
     def configure_callbacks(self):
-        callbacks: list[pl.Callback] = [EnvInteractionCallback(), Evaluation()]
+        callbacks: list[pl.Callback] = [EnvInteractionCallback(), Evaluation(), GracefulShutdown()]
+        if self.evaluation.video_every_env_steps is not None:
+            from lightq.callbacks.video import VideoRecording
+
+            callbacks.append(VideoRecording())
+        if self.evaluation.log_model:
+            from lightq.callbacks.policy_model import PolicyModelLogging
+
+            callbacks.append(PolicyModelLogging())
+        if self.watchdog.enabled:
+            callbacks.append(Watchdog(self.watchdog))
         bar = getattr(self._trainer, "progress_bar_callback", None) if self._trainer is not None else None
         if bar is not None and type(bar).__name__ == "TQDMProgressBar":
             callbacks.append(LightqProgressBar())
@@ -291,7 +387,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
     @torch.inference_mode()
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         """``greedy_policy`` on a numpy batch, back to numpy."""
-        return self.greedy_policy(torch.as_tensor(obs, device=self.collector.device)).cpu().numpy()
+        device = self.collector.device if self.collector is not None else self.device  # no collector: evaluate
+        return self.greedy_policy(torch.as_tensor(obs, device=device)).cpu().numpy()
 
     def exploration_metrics(self) -> dict[str, float]:
         return {}
@@ -312,7 +409,9 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     def run_evaluation(self) -> dict[str, float]:
         ev = self.evaluation
-        seeds = [self.hparams.seed + ev.seed_offset + i for i in range(ev.episodes)]
+        # Under DDP, rank r runs episodes r, r + N, ...: the same episode seeds as one process, gathered.
+        rank, n = (self.trainer.global_rank, self._world) if self._trainer is not None else (0, 1)
+        seeds = [self.hparams.seed + ev.seed_offset + i for i in range(rank, ev.episodes, n)]
         was_training = self.training
         self.eval()
         probe = None
@@ -322,13 +421,17 @@ class OffPolicyAlgorithm(pl.LightningModule):
             self.eval_env, self.eval_policy, seeds=seeds, device=self.device, probe=probe
         )
         self.train(was_training)
+        if n > 1:
+            per_rank = math.ceil(ev.episodes / n)
+            returns = gather_values(self, returns, per_rank)
+            lengths = gather_values(self, lengths, per_rank)
         metrics = {
             "eval/return_mean": float(returns.mean()),
             "eval/return_std": float(returns.std()),
             "eval/length_mean": float(lengths.mean()),
         }
-        if probe is not None:
-            metrics.update(probe.metrics())
+        if probe is not None:  # sums and counts of every rank's visited states (one rank: its own)
+            metrics.update(ValueProbe.metrics_from(gather_values(self, probe.totals(), 3).reshape(-1, 3).sum(0)))
         self.last_eval_return = metrics["eval/return_mean"]
         self.last_eval_env_steps = self.env_steps
         self.final_eval = metrics
@@ -343,10 +446,26 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "algorithm": self.algorithm_name,
             "env_steps": self.env_steps,
             "updates": self.updates,
+            "world_size": getattr(self, "_world", 1),
             "collector": self.collector.state_dict() if self.collector is not None else None,
             "replay_iterable": self.replay.state_dict() if self.collector is not None else None,
             "mlflow_run": mlflow_run_record(self._trainer),
         }
+        if self.collector is not None and "optimizer_states" in checkpoint:  # not for weights-only saves
+            checkpoint["lightq"]["resume"] = capture_state(self)
+            checkpoint["lightq"]["replay_sidecar"] = self._write_replay_sidecar()
+
+    def _write_replay_sidecar(self) -> dict[str, str]:
+        """This rank's replay sidecar for the current update (once per update, however many .ckpt refer to it)."""
+        trainer = self.trainer
+        callback = trainer.checkpoint_callback
+        root = Path(getattr(callback, "dirpath", None) or trainer.default_root_dir)
+        name = sidecar_name(self.updates)
+        if getattr(self, "_sidecar_written", None) != (name, str(root)):
+            write_sidecar(root, name, trainer.global_rank, capture_replay(self))
+            self._sidecar_written = (name, str(root))
+        trainer.strategy.barrier("lightq_replay_sidecar")  # every rank's sidecar is complete before the .ckpt
+        return {"name": name, "path": str((root / SIDECAR_DIR / name).resolve())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("lightq")
@@ -364,8 +483,37 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def on_fit_start(self) -> None:
         state = getattr(self, "_pending_state", None)
         if state is not None and self.collector is not None:
+            saved_world = int(state.get("world_size", 1))
+            if saved_world != self._world:
+                raise ValueError(
+                    f"This checkpoint was written by {saved_world} DDP rank(s) but this run has {self._world}: "
+                    "the per-rank env-step clocks would not add up to the saved global one. Resume with "
+                    f"{saved_world} rank(s) (trainer.devices × trainer.num_nodes)."
+                )
             if state.get("collector") is not None:
                 self.collector.load_state_dict(state["collector"])
             if state.get("replay_iterable") is not None:
                 self.replay.load_state_dict(state["replay_iterable"])
+            self._restore_exact(state)
             self._pending_state = None
+
+    def _restore_exact(self, state: dict[str, Any]) -> None:
+        """Replay sidecar, RNG, env and exploration state (``lightq.algos.resume``); warns where impossible."""
+        sidecar = state.get("replay_sidecar")
+        replay = None
+        if sidecar is not None:
+            ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
+            beside = Path(ckpt_path).parent / SIDECAR_DIR / sidecar["name"] if ckpt_path else None
+            folder = beside if beside is not None and beside.is_dir() else Path(sidecar["path"])
+            replay = read_sidecar(folder, self.trainer.global_rank)
+        if replay is not None:
+            restore_replay(self, replay)
+        else:
+            self._replay_sidecar_missing = True
+            rank_zero_warn(
+                "RESUME IS NOT EXACT: this checkpoint's replay sidecar "
+                f"({sidecar['path'] if sidecar else 'none recorded: written by an older lightq'}) is missing, "
+                "so the replay buffer starts empty and is refilled with the current policy (counted env steps)."
+            )
+        if state.get("resume") is not None:
+            restore_state(self, state["resume"])

@@ -58,6 +58,8 @@ class CEMQ(ContinuousAlgorithm):
     ) -> None:
         super().__init__(**kwargs)
         self.cem = _as(CEMConfig, cem)
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         self.save_hyperparameters_as_dicts()
@@ -72,7 +74,7 @@ class CEMQ(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._cem_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 17)
+        self._cem_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 17 + 7919 * self._rank())
 
     def _generator(self):
         return getattr(self, "_cem_gen", None)
@@ -92,7 +94,7 @@ class CEMQ(ContinuousAlgorithm):
         q1 = self.critic(batch.obs, batch.action)
         qs = (q1, self.critic2(batch.obs, batch.action)) if self.critic2 is not None else q1
         out = critic_loss(qs, y, loss=hp.loss, weights=batch.weight)
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q1)
         self.after_update()
         pairs = [(self.critic_target, self.critic)] + ([(self.critic2_target, self.critic2)] if self.critic2 else [])
         for target, online in pairs:

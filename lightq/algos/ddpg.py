@@ -44,6 +44,7 @@ class DDPG(ContinuousAlgorithm):
     """
 
     algorithm_name = "DDPG"
+    ddp_find_unused_parameters = True  # the critic's backward does not reach the actor
 
     def __init__(
         self,
@@ -59,6 +60,10 @@ class DDPG(ContinuousAlgorithm):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if not actor_lr > 0:
+            raise ValueError(f"actor_lr={actor_lr} must be > 0.")
+        if not critic_lr > 0:
+            raise ValueError(f"critic_lr={critic_lr} must be > 0.")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if policy_delay < 1:
@@ -95,7 +100,7 @@ class DDPG(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31)
+        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31 + 7919 * self._rank())
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         hp = self.hparams
@@ -105,7 +110,7 @@ class DDPG(ContinuousAlgorithm):
         q1 = self.critic(batch.obs, batch.action)
         qs = (q1, self.critic2(batch.obs, batch.action)) if self.critic2 is not None else q1
         out = critic_loss(qs, y, weights=batch.weight)
-        self.gradient_step(out.loss, 0, max_grad_norm=hp.max_grad_norm)  # critic: φ ← φ − α ∇ (Q − y)²
+        self.gradient_step(out.loss, 0, max_grad_norm=hp.max_grad_norm, q_values=q1)  # critic: φ ← φ − α ∇ (Q − y)²
         metrics = dict(out.metrics)
         if (self.updates + 1) % hp.policy_delay == 0:
             actor_out = deterministic_actor_loss(self.critic(batch.obs, self.actor(batch.obs)))

@@ -26,7 +26,9 @@ import torch
 from lightq.algos.base import OffPolicyAlgorithm, _as
 from lightq.data.replay import Batch
 from lightq.interaction.exploration import EpsilonSchedule
+from lightq.nn.cnn import NatureQNetwork
 from lightq.nn.mlp import QNetwork
+from lightq.objectives.common import float32_math
 from lightq.objectives.dqn import dqn_loss
 
 __all__ = ["DQN", "hard_update", "polyak_update"]
@@ -50,6 +52,8 @@ class DQN(OffPolicyAlgorithm):
     Args:
         exploration: ε-greedy schedule on the env-step clock.
         hidden: Hidden widths of the MLP torso (vector observations).
+        network: ``mlp``, ``nature_cnn`` (Mnih et al. 2015; uint8 ``[C, H, W]`` stacks, 512-unit layer) or
+            ``auto``: the CNN for image observations (3-D uint8 Box), the MLP otherwise.
         dueling: Dueling head ``V + A − mean(A)``.
         double_q: Double-DQN target (select with the online net, evaluate with the target net).
         lr: Adam learning rate.
@@ -70,6 +74,7 @@ class DQN(OffPolicyAlgorithm):
         *,
         exploration: EpsilonSchedule | None = None,
         hidden: list[int] = [120, 84],  # noqa: B006  (jsonargparse needs a literal default)
+        network: Literal["auto", "mlp", "nature_cnn"] = "auto",
         dueling: bool = False,
         double_q: bool = False,
         lr: float = 2.5e-4,
@@ -85,6 +90,8 @@ class DQN(OffPolicyAlgorithm):
         self.exploration = _as(EpsilonSchedule, exploration)
         if target_update_period_updates < 1:
             raise ValueError(f"target_update_period_updates={target_update_period_updates} must be >= 1.")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1] (weight of the online net per Polyak update).")
         if loss not in ("huber", "mse"):
@@ -95,7 +102,15 @@ class DQN(OffPolicyAlgorithm):
         # Network init from the run seed without touching the global RNG stream of the caller.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.hparams.seed)
-            self.q_net = QNetwork(obs_dim, self.num_actions, hidden=hidden, dueling=dueling)
+            if network == "auto":
+                space = self.observation_space
+                network = "nature_cnn" if len(space.shape) == 3 and space.dtype == np.uint8 else "mlp"
+            if network == "nature_cnn":
+                self.q_net = NatureQNetwork(self.observation_space.shape, self.num_actions, dueling=dueling)
+            elif network == "mlp":
+                self.q_net = QNetwork(obs_dim, self.num_actions, hidden=hidden, dueling=dueling)
+            else:
+                raise ValueError(f"network={network!r} must be 'auto', 'mlp' or 'nature_cnn'.")
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 
     # -- the lecture's loop, one gradient update --------------------------------------------------------
@@ -103,14 +118,14 @@ class DQN(OffPolicyAlgorithm):
         hp = self.hparams
         log_now = (self.updates + 1) % hp.log_every_updates == 0
         q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
-        with torch.no_grad():
+        with torch.no_grad(), float32_math(batch.next_obs.device):  # the TD target in float32 (mixed precision)
             q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
             q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
         out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
             q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
             loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
         )
-        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm)  # φ ← φ − α ∇_φ L
+        self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q_tm1)  # φ ← φ − α ∇_φ L
         self.after_update()
         if hp.tau is not None:  # φ' ← (1 − τ) φ' + τ φ
             polyak_update(self.target_net, self.q_net, hp.tau)
@@ -123,6 +138,11 @@ class DQN(OffPolicyAlgorithm):
 
     def configure_optimizers(self):
         fused = self.device.type == "cpu" or self.device.type == "cuda"
+        # A fused Adam unscales 16-mixed gradients inside its step, so Lightning cannot unscale them
+        # before clipping and refuses to clip: with a GradScaler and clipping, use the plain Adam.
+        plugin = self._trainer.precision_plugin if self._trainer is not None else None
+        if getattr(plugin, "scaler", None) is not None and self.hparams.max_grad_norm is not None:
+            fused = False
         try:
             return torch.optim.Adam(self.q_net.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps, fused=fused)
         except (RuntimeError, TypeError):  # fused Adam unsupported on this device / dtype

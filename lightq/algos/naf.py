@@ -75,6 +75,8 @@ class NAF(ContinuousAlgorithm):
         super().__init__(**kwargs)
         if mu_preactivation_penalty < 0:
             raise ValueError(f"mu_preactivation_penalty={mu_preactivation_penalty} must be >= 0.")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if loss not in ("mse", "l2", "huber"):
@@ -92,11 +94,12 @@ class NAF(ContinuousAlgorithm):
             v_t = bootstrap_value(NAFActionValue(self.naf_target), batch.next_obs)  # V'(s')
             y = td_target(batch.reward, batch.discount, batch.terminated, v_t)
         v, mu, l_mat, mu_pre = self.naf.heads(batch.obs, with_preactivation=True)
-        out = critic_loss(naf_q(v, mu, l_mat, batch.action), y, loss=hp.loss, weights=batch.weight)
+        q = naf_q(v, mu, l_mat, batch.action)
+        out = critic_loss(q, y, loss=hp.loss, weights=batch.weight)
         loss = out.loss
         if hp.mu_preactivation_penalty > 0:
             loss = loss + hp.mu_preactivation_penalty * mu_pre.pow(2).mean()
-        self.gradient_step(loss, max_grad_norm=hp.max_grad_norm)
+        self.gradient_step(loss, max_grad_norm=hp.max_grad_norm, q_values=q)
         self.after_update()
         if hp.tau is not None:
             polyak_update(self.naf_target, self.naf, hp.tau)

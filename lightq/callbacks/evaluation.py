@@ -37,6 +37,11 @@ class EvalConfig:
         episodes: Complete episodes per evaluation.
         epsilon: ε of the ε-greedy eval policy (discrete actions); 0 = greedy.
         seed_offset: Episode i of every evaluation is reset with ``seed + seed_offset + i``.
+        video_every_env_steps: Record one eval episode (seed ``seed + seed_offset``) as MP4 each time the
+            env-step clock crosses a multiple of this, logged under ``videos/`` in the MLflow run;
+            ``None`` = never (the default: rendering costs more than the episode).
+        log_model: At the end of training, log the greedy policy as an MLflow PyTorch model under
+            ``policy/`` in the run (``lightq.tracking.models``).
         value_probe: Log ``eval/q_estimate`` beside ``eval/mc_return`` (one extra forward pass per eval step).
     """
 
@@ -44,6 +49,8 @@ class EvalConfig:
     episodes: int = 10
     epsilon: float = 0.0
     seed_offset: int = 1_000_000
+    video_every_env_steps: int | None = None
+    log_model: bool = True
     value_probe: bool = True
 
     def __post_init__(self) -> None:
@@ -51,6 +58,10 @@ class EvalConfig:
             raise ValueError(
                 f"evaluation.every_env_steps={self.every_env_steps} must be >= 0 and "
                 f"evaluation.episodes={self.episodes} must be >= 1."
+            )
+        if self.video_every_env_steps is not None and self.video_every_env_steps < 1:
+            raise ValueError(
+                f"evaluation.video_every_env_steps={self.video_every_env_steps} must be >= 1 (or null = no videos)."
             )
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"evaluation.epsilon={self.epsilon} must be in [0, 1].")
@@ -82,15 +93,24 @@ class ValueProbe:
         self.mc_returns.extend(reversed(tail))
         self._rewards = []
 
+    def totals(self) -> np.ndarray:
+        """[Σ estimates, Σ MC returns, visited states]: what DDP ranks add up before taking means."""
+        return np.array([np.sum(self.estimates), np.sum(self.mc_returns), len(self.estimates)], dtype=np.float64)
+
+    @staticmethod
+    def metrics_from(totals: np.ndarray) -> dict[str, float]:
+        q, g = float(totals[0] / totals[2]), float(totals[1] / totals[2])
+        return {"eval/q_estimate": q, "eval/mc_return": g, "eval/q_overestimation": q - g}
+
     def metrics(self) -> dict[str, float]:
         """``eval/q_estimate``, ``eval/mc_return`` (means over visited states) and their difference."""
-        q, g = float(np.mean(self.estimates)), float(np.mean(self.mc_returns))
-        return {"eval/q_estimate": q, "eval/mc_return": g, "eval/q_overestimation": q - g}
+        return self.metrics_from(self.totals())
 
 
 @torch.no_grad()
 def evaluate_policy(
     env, policy: Callable[[torch.Tensor], torch.Tensor], *, seeds: list[int], device: torch.device | str = "cpu",
+    on_step: Callable[[int], None] | None = None,
     probe: ValueProbe | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run one complete episode per seed; return (returns, lengths).
@@ -100,12 +120,16 @@ def evaluate_policy(
         policy: obs batch [1, *obs] -> actions [1, *act].
         seeds: One reset seed per episode.
         device: Where the policy runs.
+        on_step: Called with the episode index after the reset and after every step, e.g. to render
+            a video frame (``lightq.callbacks.video``): an episode of length T gives T + 1 calls.
         probe: Records value estimates and MC returns of the visited states (``None`` = off).
     """
     returns, lengths = [], []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
         total, steps, done = 0.0, 0, False
+        if on_step is not None:
+            on_step(len(returns))
         while not done:
             obs_t = torch.as_tensor(obs, device=device).unsqueeze(0)
             action_t = policy(obs_t)
@@ -116,6 +140,8 @@ def evaluate_policy(
             total += float(reward)
             steps += 1
             done = terminated or truncated
+            if on_step is not None:
+                on_step(len(returns))
         if probe is not None:
             probe.end_episode()
         returns.append(total)

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "lightq.commands.evaluate",  # evaluate a checkpoint / MLflow model (issue 8)
     "sweep": "lightq.commands.sweep",  # configs x seeds as parallel runs (issue 6)
     "report": "lightq.commands.report",  # curves and score tables from MLflow (issue 6)
+    "sync-mlflow": "lightq.tracking.mlflow",  # upload metrics spooled while the server was away (issue 7)
 }
 
 

@@ -118,7 +118,10 @@ class ReplayIterable:
         self._priority_updates: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __len__(self) -> int:
-        return max(self.num_updates - self.served, 0)
+        # The whole run, not what is left: Lightning restores its in-epoch batch counter on a mid-epoch
+        # resume (a SIGTERM checkpoint) and stops at len(); "what is left" would then be counted twice
+        # and the resumed run would end early. The iterator itself stops after the remaining batches.
+        return self.num_updates
 
     def __iter__(self):
         while self.served < self.num_updates:
@@ -160,9 +163,13 @@ class ReplayIterable:
         self.buffer.update_priority(index, priority)
 
     def state_dict(self) -> dict:
-        self._apply_priority_updates()
+        # Only the count: the queued batches and priority updates travel in the replay sidecar
+        # (lightq.algos.resume), and saving must not apply the updates early (it would change the run).
         return {"served": self.served}
 
     def load_state_dict(self, state: dict) -> None:
-        self.served = int(state["served"])
-        self._queue = []
+        served = int(state["served"])
+        if served != self.served:  # queued batches belong to another point of the run
+            self._queue = []
+            self._priority_updates = []
+        self.served = served

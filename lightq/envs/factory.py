@@ -10,6 +10,7 @@ in ``info["final_obs"]``; the collector stores the latter as ``next_obs`` (trunc
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,12 +30,16 @@ class EnvConfig:
         num_envs: Environments stepped together; each has its own seed (``seed + rank * num_envs + i``).
         vectorization: ``sync`` (one process; deterministic) or ``async`` (one subprocess per env).
         max_episode_steps: Override of the env's time limit (``None`` keeps the registered one).
+        atari_protocol: For ``ALE/<Game>-v5`` ids: ``nature`` or ``machado`` (``lightq.envs.atari``; Atari
+            always uses ale-py's C++ vector env, ``vectorization`` does not apply);
+            ignored for other ids.
     """
 
     id: str = "CartPole-v1"
     num_envs: int = 1
     vectorization: Literal["sync", "async"] = "sync"
     max_episode_steps: int | None = None
+    atari_protocol: Literal["nature", "machado"] = "nature"
 
 
 class UnsupportedSpaceError(ValueError):
@@ -51,6 +56,14 @@ ACTION_SPACES = {
 def _check_env_id(env_id: str) -> None:
     if env_id in gym.registry:
         return
+    if ":" in env_id:  # gymnasium's "package.module:EnvId": importing the module registers the id
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"env.id: cannot import {module!r} to register {env_id!r} ({exc}).") from exc
+        if env_id in gym.registry:
+            return
     if env_id.startswith("ALE/"):
         import ale_py  # noqa: F401  registers ALE/* ids
 
@@ -69,6 +82,10 @@ def env_seeds(seed: int, num_envs: int, rank: int = 0) -> list[int]:
 
 def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
     """A single (non-vector) env, e.g. for evaluation."""
+    if config.id.startswith("ALE/"):  # full games, unclipped score (lightq.envs.atari)
+        from lightq.envs.atari import make_atari_eval_env
+
+        return make_atari_eval_env(config.id, protocol=config.atari_protocol, max_episode_steps=config.max_episode_steps)
     _check_env_id(config.id)
     kwargs = {}
     if config.max_episode_steps is not None:
@@ -78,9 +95,16 @@ def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
 
 def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
     """A vector env with SAME_STEP autoreset (see the module docstring). Seed it with ``reset(seed=env_seeds(...))``."""
-    _check_env_id(config.id)
     if config.num_envs < 1:
         raise ValueError(f"env.num_envs={config.num_envs} must be >= 1.")
+    if config.id.startswith("ALE/"):  # C++ vector env, SAME_STEP autoreset (lightq.envs.atari)
+        from lightq.envs.atari import make_atari_vec_env
+
+        return make_atari_vec_env(
+            config.id, num_envs=config.num_envs, protocol=config.atari_protocol,
+            max_episode_steps=config.max_episode_steps,
+        )
+    _check_env_id(config.id)
     kwargs = {}
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
+
+from lightq.distributed import check_lockstep, sum_over_ranks
 
 __all__ = ["EnvInteractionCallback"]
 
@@ -27,41 +28,41 @@ class EnvInteractionCallback(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         start = module.hparams.learning_starts_env_steps
         collector = module.collector
-        while collector.env_steps < start:
-            collector.step(module.warmup_policy)
+        check_lockstep(module, collector.env_steps, module.updates)
+        module.collect_until(start, module.warmup_policy)  # the global clock (all ranks)
         if len(collector.buffer) + len(collector._staged) == 0 and start > 0:
-            # Resumed from a checkpoint: the replay contents are not in it yet (issue 6), so refill the
-            # buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
+            # Resumed from a checkpoint whose replay sidecar is missing (lightq.callbacks.checkpoint): refill
+            # the buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
             rank_zero_warn(
                 f"Resuming with an empty replay buffer: collecting {start} env steps with the current "
-                "policy before the next update (replay contents are not saved in checkpoints yet)."
+                "policy before the next update (the checkpoint's replay sidecar is missing: resume is not exact)."
             )
-            goal = collector.env_steps + start
-            while collector.env_steps < goal:
-                collector.step(module.explore_policy)
+            module.collect_until(module.env_steps + start, module.explore_policy)
         module.sync_env_steps()
         self._last = (time.perf_counter(), module.env_steps, module.updates)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
         hp = module.hparams
-        target = hp.learning_starts_env_steps + module.updates * hp.env_steps_per_update
-        collector = module.collector
-        if collector.env_steps < target:
-            needed = int(np.ceil((target - collector.env_steps) / collector.num_envs))
-            collector.step(module.explore_policy, needed)
-            module.sync_env_steps()
+        # Global clocks: under DDP each rank collects its 1/N share of the env steps (lockstep).
+        target = hp.learning_starts_env_steps + module.updates * module.global_env_steps_per_update
+        if module.env_steps < target:
+            module.collect_until(target, module.explore_policy)
         if module.updates % hp.log_every_updates == 0:
             self._log(module)
+
+    def on_train_end(self, trainer: pl.Trainer, module) -> None:
+        check_lockstep(module, module.collector.env_steps, module.updates)
 
     def _log(self, module) -> None:
         metrics: dict[str, float] = {}
         episodes = module.collector.pop_finished_episodes()
-        if episodes:
-            returns = np.array([r for r, _ in episodes])
-            lengths = np.array([n for _, n in episodes])
-            metrics["rollout/episode_return"] = float(returns.mean())
-            metrics["rollout/episode_length"] = float(lengths.mean())
-            metrics["rollout/episodes"] = float(module.collector.episodes)
+        # Sums over ranks (one small all-reduce per log under DDP; no communication with one process).
+        count, ret_sum, len_sum, total = sum_over_ranks(module, [
+            len(episodes), sum(r for r, _ in episodes), sum(n for _, n in episodes), module.collector.episodes])
+        if count:
+            metrics["rollout/episode_return"] = ret_sum / count
+            metrics["rollout/episode_length"] = len_sum / count
+            metrics["rollout/episodes"] = float(total)
             module.last_rollout_return = metrics["rollout/episode_return"]
         metrics.update({f"rollout/{k}": v for k, v in module.exploration_metrics().items()})
         now = time.perf_counter()

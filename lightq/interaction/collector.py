@@ -17,6 +17,7 @@ from tensordict import TensorDict
 
 from lightq.data.nstep import NStepAccumulator
 from lightq.envs.factory import env_seeds
+from lightq.reliability.faults import EnvFaultError
 
 __all__ = ["Collector", "Policy"]
 
@@ -37,6 +38,9 @@ class Collector:
         seed: Run seed; env i of rank r is seeded ``seed + r * num_envs + i``.
         rank: Process rank (DDP), for seeds.
         device: Where the replay storage lives (transitions are moved there at insertion).
+        env_id: Named in the error when the env raises (``EnvFaultError``).
+        check_data: Called as ``check_data(reward, next_obs, transition, env_step)`` after every vector
+            step, before anything is stored; it may raise (the Watchdog's env-side checks).
     """
 
     def __init__(
@@ -49,6 +53,8 @@ class Collector:
         seed: int,
         rank: int = 0,
         device: torch.device | str = "cpu",
+        env_id: str = "env",
+        check_data: Callable | None = None,
     ) -> None:
         if getattr(env, "metadata", {}).get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError("Collector needs a vector env with SAME_STEP autoreset; use lightq.envs.make_vec_env.")
@@ -58,6 +64,8 @@ class Collector:
         self.seed = seed
         self.rank = rank
         self.device = torch.device(device)
+        self.env_id = env_id
+        self.check_data = check_data
         self.nstep = NStepAccumulator(num_envs=self.num_envs, n_step=n_step, gamma=gamma)
         self.env_steps = 0  # env steps taken by this collector (all envs counted)
         self._obs: np.ndarray | None = None
@@ -70,7 +78,10 @@ class Collector:
     # -- acting ---------------------------------------------------------------------------------
     def reset(self) -> None:
         """Reset all envs with their derived seeds and drop partial episodes."""
-        self._obs, _ = self.env.reset(seed=env_seeds(self.seed, self.num_envs, self.rank))
+        try:
+            self._obs, _ = self.env.reset(seed=env_seeds(self.seed, self.num_envs, self.rank))
+        except Exception as exc:
+            raise EnvFaultError(self.env_id, "reset", self.env_steps, exc) from exc
         self.nstep.reset()
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
@@ -79,10 +90,17 @@ class Collector:
         """Take ``num_vector_steps`` steps of every env; return the env steps taken."""
         if self._obs is None:
             self.reset()
-        for _ in range(num_vector_steps):
+        for k in range(num_vector_steps):
             obs = self._obs
             action = policy(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            try:
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
+            except Exception as exc:  # includes a dead AsyncVectorEnv worker
+                raise EnvFaultError(self.env_id, "step", self.env_steps + k * self.num_envs, exc) from exc
+            if self.check_data is not None:
+                self.check_data(reward, next_obs, {"obs": obs, "action": action, "reward": reward,
+                                                   "next_obs": next_obs, "terminated": terminated,
+                                                   "truncated": truncated}, self.env_steps + (k + 1) * self.num_envs)
             done = terminated | truncated
             stored_next = next_obs
             if done.any():

@@ -73,8 +73,10 @@ class NAFNetwork(nn.Module):
         self.l_entries = nn.Linear(width, act_dim * (act_dim + 1) // 2)
         self.box = _Box(low, high)
         rows, cols = torch.tril_indices(act_dim, act_dim)
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("cols", cols, persistent=False)
+        # Own storage each (tril_indices returns two views of one tensor, which torch.export's pt2
+        # archive warns about when the policy is exported).
+        self.register_buffer("rows", rows.clone(), persistent=False)
+        self.register_buffer("cols", cols.clone(), persistent=False)
 
     def heads(self, obs: torch.Tensor, *, with_preactivation: bool = False):
         """(V [B], μ [B, A], L [B, A, A]), and μ's pre-tanh activation [B, A] when asked."""

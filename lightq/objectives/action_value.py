@@ -21,6 +21,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from lightq.objectives.common import float32_math
+
 __all__ = [
     "ActionValue", "CEMConfig", "ContinuousQ", "DiscreteQ", "MinOfQ", "bootstrap_value", "cem_maximize",
 ]
@@ -35,8 +37,11 @@ class ActionValue(Protocol):
 
 
 def bootstrap_value(target: ActionValue, next_obs: torch.Tensor, selector: ActionValue | None = None) -> torch.Tensor:
-    """``Q_target(s', a*)`` with ``a* = selector.greedy(s')``; ``target.max(s')`` when there is no selector."""
-    with torch.no_grad():
+    """``Q_target(s', a*)`` with ``a* = selector.greedy(s')``; ``target.max(s')`` when there is no selector.
+
+    Computed in float32 even under mixed precision (``float32_math``): it is the TD target's bootstrap.
+    """
+    with torch.no_grad(), float32_math(next_obs.device):
         if selector is None:
             return target.max(next_obs)
         return target.evaluate(next_obs, selector.greedy(next_obs))
@@ -92,6 +97,7 @@ def cem_maximize(
     high: torch.Tensor,
     config: CEMConfig,
     generator: torch.Generator | None = None,
+    noise: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximize ``q_fn(obs, a)`` over ``a`` in the box [low, high], batched over states on obs's device.
 
@@ -104,6 +110,9 @@ def cem_maximize(
         low, high: [A] action bounds.
         config: samples / elites / iterations.
         generator: Randomness source (None = global RNG).
+        noise: Fixed draws, one per iteration, broadcastable to [B, samples, A] (uniform in [0, 1) for
+            the first, standard normal after), used instead of fresh ones: a deterministic CEM, e.g. for
+            an exported policy (``lightq.tracking.models``).
 
     Returns:
         (best action [B, A], its Q value [B]); the best over every sample drawn, not the final mean.
@@ -115,8 +124,11 @@ def cem_maximize(
     best_a = best_q = None
     mean = std = None
     for it in range(config.iterations):
-        noise = torch.rand if it == 0 else torch.randn
-        u = noise((b, n, dim), generator=generator, device=obs.device, dtype=low.dtype)
+        if noise is not None:
+            u = noise[it].to(low.dtype).expand(b, n, dim)
+        else:
+            draw = torch.rand if it == 0 else torch.randn
+            u = draw((b, n, dim), generator=generator, device=obs.device, dtype=low.dtype)
         if it == 0:
             actions = low + u * span  # [B, n, A]
         else:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossOutput", "td_error_loss", "td_target"]
+__all__ = ["LossOutput", "float32_math", "td_error_loss", "td_target"]
+
+
+def float32_math(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (when on): the block runs in float32 under ``bf16-mixed`` / ``16-mixed``.
+
+    Lightning's mixed precision autocasts all of ``training_step``; lightq computes TD targets (the
+    bootstrap value and ``td_target``) in float32 inside this block, so a bf16 rounding of Q_target
+    (~3 significant digits) never becomes the regression target. A no-op without autocast.
+    """
+    device_type = torch.device(device).type
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class LossOutput(NamedTuple):
@@ -35,7 +49,7 @@ def td_target(
         terminated_t: [B] bool; only termination cuts the bootstrap (truncation does not).
         v_t: [B] bootstrap value max_a' Q_target(s_{t+k}, a') (or its algorithm's equivalent).
     """
-    with torch.no_grad():
+    with torch.no_grad(), float32_math(v_t.device):
         bootstrap = torch.where(terminated_t.bool(), 0.0, discount_t.float())  # γ^k, or 0 at a terminal s'
         return r_t.float() + bootstrap * v_t.float()
 

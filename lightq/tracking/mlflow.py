@@ -7,8 +7,13 @@ MLflow 3.7+ defaults to ``sqlite:///mlflow.db`` but Lightning's ``MLFlowLogger``
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from pytorch_lightning.loggers import MLFlowLogger
@@ -16,13 +21,28 @@ from pytorch_lightning.loggers import MLFlowLogger
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "LightqMLFlowLogger",
+    "TrackingServerUnreachable",
+    "sync_spool",
     "absolute_sqlite_uri",
+    "continue_run_from_checkpoint",
     "git_sha",
     "mlflow_run_record",
     "tag_run",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+log = logging.getLogger(__name__)
+
+# A dead tracking server must not stall training: MLflow's defaults (7 retries, backoff factor 2,
+# 120 s timeout) make one failed call block for minutes. lightq's logger lowers them for its process
+# unless the user set them; it then spools what it cannot send (see LightqMLFlowLogger).
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class TrackingServerUnreachable(RuntimeError):
+    """The MLflow tracking server does not answer at the start of a run."""
 
 
 class LightqMLFlowLogger(MLFlowLogger):
@@ -35,6 +55,16 @@ class LightqMLFlowLogger(MLFlowLogger):
         tags: Extra run tags.
         run_id: Resume logging into this existing run.
         artifact_location: Artifact root for a newly created experiment.
+        on_unreachable: For an ``http(s)://`` tracking URI that does not answer at start: ``error``
+            (default: stop before any env step, saying how to fix it) or ``local`` (log to
+            ``sqlite:///mlflow.db`` in the working directory instead, and say so).
+        retry_every_s: While the server is away mid-run, how often to try it again.
+
+    If the server goes away mid-run, training goes on: metrics that cannot be sent are kept in memory
+    and appended to a spool file (``mlflow-spool-<run id>.jsonl`` in the working directory), and sent
+    when the server answers again (tried every ``retry_every_s`` and at the end). If it is still away
+    at the end, the spool file stays and ``lightq sync-mlflow FILE`` uploads it (metrics, then the run's
+    final status) later. Nothing is dropped silently: the end of the run prints what was spooled.
     """
 
     def __init__(
@@ -45,8 +75,34 @@ class LightqMLFlowLogger(MLFlowLogger):
         tags: dict[str, str] | None = None,
         run_id: str | None = None,
         artifact_location: str | None = None,
+        on_unreachable: str = "error",
+        retry_every_s: float = 30.0,
     ) -> None:
+        if on_unreachable not in ("error", "local"):
+            raise ValueError(f"logger on_unreachable={on_unreachable!r} must be 'error' or 'local'.")
         uri = absolute_sqlite_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+        if uri.startswith(("http://", "https://")):
+            for key, value in _HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+            problem = _server_problem(uri)
+            if problem is not None:
+                if on_unreachable == "error":
+                    raise TrackingServerUnreachable(
+                        f"MLflow tracking server {uri} is unreachable ({problem}). Nothing was started. Start it "
+                        f"(e.g. `mlflow server --host 127.0.0.1 --port {uri.rsplit(':', 1)[-1].strip('/')}`), fix "
+                        "--trainer.logger.init_args.tracking_uri / $MLFLOW_TRACKING_URI, or pass "
+                        "--trainer.logger.init_args.on_unreachable local to log to the local store instead."
+                    )
+                local = absolute_sqlite_uri(DEFAULT_TRACKING_URI)
+                log.warning("MLflow server %s is unreachable (%s): logging to %s instead (on_unreachable=local).",
+                            uri, problem, local)
+                print(f"lightq: MLflow server {uri} unreachable ({problem}); logging to {local}", flush=True)
+                uri = local
+        self.retry_every_s = retry_every_s
+        self._pending: list[dict] = []  # metric batches not yet accepted by the server
+        self._last_failure: float | None = None
+        self._spool_path: Path | None = None
+        self.spooled = 0
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
@@ -56,6 +112,98 @@ class LightqMLFlowLogger(MLFlowLogger):
             artifact_location=artifact_location,
             log_model=False,
         )
+
+    def log_hyperparams(self, params) -> None:
+        """Log params; on a resumed run, keep the ones already there (MLflow params are write-once).
+
+        A param whose value changed on resume (e.g. a longer ``total_env_steps``) keeps its first value
+        and is listed in a warning; the full resolved config of every invocation is in ``config.yaml``.
+        """
+        if self._run_id is None or not self._resumed:
+            return super().log_hyperparams(params)
+        from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
+        from pytorch_lightning.utilities import rank_zero_warn
+
+        flat = _flatten_dict(_convert_params(params))
+        logged = self.experiment.get_run(self.run_id).data.params
+        changed = sorted(k for k, v in flat.items() if k in logged and logged[k] != str(v)[:250])
+        if changed:
+            rank_zero_warn(f"Resumed MLflow run {self.run_id} keeps its first values of params {changed}.")
+        new = {k: v for k, v in flat.items() if k not in logged}
+        if new:
+            super().log_hyperparams(new)
+
+    _resumed = False
+
+    # -- resilience to a tracking server that goes away ---------------------------------------------
+    def log_metrics(self, metrics, step=None) -> None:
+        if not self._pending and self._last_failure is None:
+            try:
+                return super().log_metrics(metrics, step)
+            except Exception as exc:  # MlflowException, requests' ConnectionError, ...
+                self._went_away(exc)
+        self._spool({"kind": "metrics", "step": int(step or 0), "time_ms": int(time.time() * 1000),
+                     "metrics": {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}})
+        if time.monotonic() - self._last_failure >= self.retry_every_s:
+            self.flush_pending()
+
+    def flush_pending(self) -> bool:
+        """Send the spooled metrics; ``True`` when nothing is left."""
+        from mlflow.entities import Metric
+
+        while self._pending:
+            entry = self._pending[0]
+            batch = [Metric(key=k, value=v, timestamp=entry["time_ms"], step=entry["step"])
+                     for k, v in entry["metrics"].items()]
+            try:
+                self.experiment.log_batch(run_id=self.run_id, metrics=batch)
+            except Exception:
+                self._last_failure = time.monotonic()
+                return False
+            self._pending.pop(0)
+        if self._last_failure is not None:
+            log.warning("MLflow server is back: %d spooled metric batches sent.", self.spooled)
+            self._last_failure = None
+            if self._spool_path is not None:
+                self._spool_path.unlink(missing_ok=True)
+                self._spool_path = None
+        return True
+
+    def _went_away(self, exc: BaseException) -> None:
+        self._last_failure = time.monotonic()
+        log.warning("MLflow server %s did not accept metrics (%s: %s); training goes on, metrics are spooled to "
+                    "%s and retried every %.0f s.", self._tracking_uri, type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "", self._spool_file(), self.retry_every_s)
+
+    def _spool_file(self) -> Path:
+        if self._spool_path is None:
+            self._spool_path = Path.cwd() / f"mlflow-spool-{self.run_id}.jsonl"
+            header = {"kind": "run", "tracking_uri": self._tracking_uri, "run_id": self.run_id}
+            with open(self._spool_path, "a") as f:
+                f.write(json.dumps(header) + "\n")
+        return self._spool_path
+
+    def _spool(self, entry: dict) -> None:
+        self._pending.append(entry)
+        self.spooled += 1
+        with open(self._spool_file(), "a") as f:  # on disk at once: a crash loses nothing spooled
+            f.write(json.dumps(entry) + "\n")
+
+    def finalize(self, status: str = "success") -> None:
+        if self._pending and not self.flush_pending():
+            final = {"success": "FINISHED", "failed": "FAILED", "finished": "FINISHED"}.get(status, status)
+            with open(self._spool_file(), "a") as f:
+                f.write(json.dumps({"kind": "status", "status": final}) + "\n")
+            message = (f"lightq: MLflow server {self._tracking_uri} is unreachable: {len(self._pending)} metric "
+                       f"batches of run {self.run_id} are in {self._spool_path}; upload them when it is back with "
+                       f"`lightq sync-mlflow {self._spool_path}`.")
+            log.warning(message)
+            print(message, flush=True)
+            return
+        try:
+            super().finalize(status)
+        except Exception as exc:
+            log.warning("Could not mark MLflow run %s as %s (%s).", self.run_id, status, exc)
 
 
 def absolute_sqlite_uri(uri: str) -> str:
@@ -111,3 +259,87 @@ def mlflow_run_record(trainer) -> dict[str, str] | None:
                 "run_id": str(logger.run_id),
             }
     return None
+
+
+def continue_run_from_checkpoint(ckpt_path: str | Path, loggers) -> str | None:
+    """Point lightq's MLflow loggers at the run recorded in a checkpoint (``checkpoint["lightq"]["mlflow_run"]``).
+
+    Must run before the logger creates a run (``LightqCLI.before_fit`` does it). Loggers given an explicit
+    ``run_id`` are left alone; if the recorded run is not in the logger's tracking store, a new run is
+    started and a warning says so. Returns the run id continued, or ``None``.
+    """
+    import torch
+    from pytorch_lightning.utilities import rank_zero_warn
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    record = (state.get("lightq") or {}).get("mlflow_run")
+    if not record:
+        return None
+    continued = None
+    for logger in loggers:
+        if not isinstance(logger, MLFlowLogger) or logger._run_id is not None:
+            continue
+        try:
+            logger._mlflow_client.get_run(record["run_id"])
+        except Exception:  # noqa: BLE001 - MlflowException (not found) or a store error: start a new run
+            rank_zero_warn(
+                f"The checkpoint's MLflow run {record['run_id']} (tracking URI {record['tracking_uri']}) is not in "
+                f"{logger._tracking_uri}; logging the resumed training to a new run. Set MLFLOW_TRACKING_URI "
+                "to the original store to continue the same run."
+            )
+            continue
+        logger._run_id = record["run_id"]
+        logger._resumed = True
+        continued = record["run_id"]
+    return continued
+
+
+def _server_problem(uri: str, attempts: int = 3) -> str | None:
+    """``None`` if the MLflow server at ``uri`` answers its health check, else what went wrong."""
+    problem = None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3) as response:
+                if response.status == 200:
+                    return None
+                problem = f"health check answered HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        time.sleep(0.5 * (attempt + 1))
+    return problem
+
+
+def sync_spool(path: str | Path) -> int:
+    """Upload a spool file written while the tracking server was away; returns the metric batches sent.
+
+    The file is JSON lines (no code): a ``run`` header (tracking URI, run id), ``metrics`` entries, and
+    optionally the run's final ``status``. It is deleted once everything is uploaded.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    path = Path(path)
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    header = next(e for e in entries if e["kind"] == "run")
+    client = MlflowClient(header["tracking_uri"])
+    sent = 0
+    for entry in entries:
+        if entry["kind"] == "metrics":
+            client.log_batch(header["run_id"], metrics=[
+                Metric(key=k, value=v, timestamp=entry["time_ms"], step=entry["step"])
+                for k, v in entry["metrics"].items()])
+            sent += 1
+        elif entry["kind"] == "status":
+            client.set_terminated(header["run_id"], entry["status"])
+    path.unlink()
+    return sent
+
+
+def main(argv: list[str]) -> None:
+    """``lightq sync-mlflow FILE...``: upload spooled metrics to the run they belong to."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lightq sync-mlflow SPOOL_FILE [SPOOL_FILE ...]")
+        return
+    for name in argv:
+        sent = sync_spool(name)
+        print(f"{name}: {sent} metric batches uploaded")

@@ -41,6 +41,8 @@ def test_configs_exist():
 def test_config_runs_through_cli(config, in_tmp):
     text = config.read_text()
     assert text.startswith("#"), "configs open with a provenance comment"
+    if "atari" in config.relative_to(ROOT / "configs").parts:
+        pytest.skip("Atari configs: pong_quick runs in test_atari_cli.py; paper-size ones (1M-row replay) are parsed there")
     env_id = yaml.safe_load(text)["model"]["init_args"]["env"]["id"]
     if env_id.split("-")[0] in ("HalfCheetah", "Hopper"):
         pytest.importorskip("mujoco", reason="MuJoCo configs need the optional extra: pip install -e '.[mujoco]'")

@@ -1,6 +1,8 @@
 """The DQN module end to end: clocks, replay ratio, warm-up, storage and vectorization options, errors."""
 
 import math
+import warnings
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -85,21 +87,41 @@ def test_prioritized_replay_updates_priorities():
     assert torch.isclose(tree[1], leaves.sum(), rtol=1e-9)
 
 
+class _MetricRecorder(pl.loggers.logger.Logger):
+    """Every (step, metric, value) logged, wall-clock ``perf/*`` left out."""
+
+    name, version = "recorder", 0
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def log_metrics(self, metrics, step=None):
+        self.rows += [(step, k, v) for k, v in sorted(metrics.items()) if not k.startswith("perf/")]
+
+    def log_hyperparams(self, *args, **kwargs):
+        pass
+
+
 def test_seeded_runs_are_identical_and_seeds_differ():
     def run(seed):
         model = DQN(
             env={"id": "CartPole-v1"}, replay={"capacity": 1_000, "batch_size": 16},
-            evaluation={"every_env_steps": 0, "episodes": 2}, seed=seed,
-            total_env_steps=400, learning_starts_env_steps=100,
+            evaluation={"every_env_steps": 100, "episodes": 2}, seed=seed,
+            total_env_steps=400, learning_starts_env_steps=100, log_every_updates=20,
         )
-        _fit(model)
-        return torch.cat([p.detach().flatten() for p in model.q_net.parameters()]), model.final_eval
+        recorder = _MetricRecorder()
+        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=recorder, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(model)
+        return torch.cat([p.detach().flatten() for p in model.q_net.parameters()]), recorder.rows
 
-    a, eval_a = run(1)
-    b, eval_b = run(1)
-    c, _ = run(2)
-    assert torch.equal(a, b) and eval_a == eval_b
-    assert not torch.equal(a, c)
+    a, metrics_a = run(1)
+    b, metrics_b = run(1)
+    c, metrics_c = run(2)
+    assert {k for _, k, _ in metrics_a} >= {"train/loss", "eval/return_mean", "rollout/episode_return"}
+    assert torch.equal(a, b) and metrics_a == metrics_b  # every metric, every step, bitwise
+    assert not torch.equal(a, c) and metrics_a != metrics_c
 
 
 def test_dqn_rejects_continuous_actions_before_training():
@@ -126,7 +148,7 @@ def test_bad_settings_name_the_field(kwargs, field):
         DQN(env={"id": "CartPole-v1"}, **kwargs)
 
 
-def test_resume_from_checkpoint_refills_the_empty_buffer(tmp_path):
+def _first_half(tmp_path):
     kwargs = dict(env={"id": "CartPole-v1"}, replay={"capacity": 2_000, "batch_size": 16},
                   evaluation={"every_env_steps": None}, learning_starts_env_steps=100)
     first = DQN(total_env_steps=300, **kwargs)
@@ -135,10 +157,31 @@ def test_resume_from_checkpoint_refills_the_empty_buffer(tmp_path):
     trainer.fit(first)
     ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path
     assert ckpt
+    return kwargs, first, trainer, ckpt
+
+
+def test_resume_restores_the_replay_buffer_from_its_sidecar(tmp_path):
+    kwargs, first, _, ckpt = _first_half(tmp_path)
+    saved = first.replay.buffer[:]
+    second = DQN(total_env_steps=500, **kwargs)
+    trainer2 = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, enable_checkpointing=False, max_steps=201)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*(empty replay buffer|RESUME IS NOT EXACT).*")
+        trainer2.fit(second, ckpt_path=ckpt)
+    restored = second.replay.buffer[: len(saved)]
+    assert torch.equal(restored["obs"], saved["obs"]) and torch.equal(restored["action"], saved["action"])
+    assert second.env_steps == 301  # no refill: one more update, one more env step
+
+
+def test_resume_from_checkpoint_refills_the_empty_buffer(tmp_path):
+    kwargs, first, trainer, ckpt = _first_half(tmp_path)
+    for f in Path(ckpt).parent.glob("replay/u*/rank0.pt"):  # the sidecar is lost
+        f.unlink()
     second = DQN(total_env_steps=500, **kwargs)
     trainer2 = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
                           enable_model_summary=False, enable_checkpointing=False)
-    with pytest.warns(UserWarning, match="empty replay buffer"):
+    with pytest.warns(UserWarning, match="RESUME IS NOT EXACT"), pytest.warns(UserWarning, match="empty replay buffer"):
         trainer2.fit(second, ckpt_path=ckpt)
     assert second.updates == second.num_updates == 400
     assert second.env_steps == 500  # refill steps count; stepping pauses until the ratio clock catches up
