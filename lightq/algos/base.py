@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from lightq.algos.resume import capture_replay, capture_state, restore_replay, restore_state
 from lightq.callbacks.checkpoint import SIDECAR_DIR, AtomicCheckpointIO, read_sidecar, sidecar_name, write_sidecar
-from lightq.callbacks.evaluation import EvalConfig, Evaluation, evaluate_policy
+from lightq.callbacks.evaluation import EvalConfig, Evaluation, ValueProbe, evaluate_policy
 from lightq.callbacks.progress import LightqProgressBar
 from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
 from lightq.distributed import DDPBatch, gather_values, world_size
@@ -393,6 +393,12 @@ class OffPolicyAlgorithm(pl.LightningModule):
     def exploration_metrics(self) -> dict[str, float]:
         return {}
 
+    has_value_estimate = False  # True where value_estimate is implemented (the eval overestimation probe)
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The algorithm's value of a visited eval state [B] (see ``ValueProbe``)."""
+        raise NotImplementedError
+
     # -- logging and evaluation ---------------------------------------------------------------------
     def log_metrics(self, metrics: dict[str, float]) -> None:
         """Send metrics to every logger against the env-step clock (x-axis = env steps)."""
@@ -408,7 +414,12 @@ class OffPolicyAlgorithm(pl.LightningModule):
         seeds = [self.hparams.seed + ev.seed_offset + i for i in range(rank, ev.episodes, n)]
         was_training = self.training
         self.eval()
-        returns, lengths = evaluate_policy(self.eval_env, self.eval_policy, seeds=seeds, device=self.device)
+        probe = None
+        if ev.value_probe and self.has_value_estimate:
+            probe = ValueProbe(self.value_estimate, self.hparams.gamma)
+        returns, lengths = evaluate_policy(
+            self.eval_env, self.eval_policy, seeds=seeds, device=self.device, probe=probe
+        )
         self.train(was_training)
         if n > 1:
             per_rank = math.ceil(ev.episodes / n)
@@ -419,6 +430,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "eval/return_std": float(returns.std()),
             "eval/length_mean": float(lengths.mean()),
         }
+        if probe is not None:  # sums and counts of every rank's visited states (one rank: its own)
+            metrics.update(ValueProbe.metrics_from(gather_values(self, probe.totals(), 3).reshape(-1, 3).sum(0)))
         self.last_eval_return = metrics["eval/return_mean"]
         self.last_eval_env_steps = self.env_steps
         self.final_eval = metrics

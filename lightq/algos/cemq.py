@@ -113,3 +113,8 @@ class CEMQ(ContinuousAlgorithm):
 
     def greedy_policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.action_value().greedy(obs)
+
+    has_value_estimate = True
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.action_value().evaluate(obs, action)  # Q(s, a) at the eval action (min over twins)

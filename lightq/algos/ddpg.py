@@ -135,3 +135,8 @@ class DDPG(ContinuousAlgorithm):
 
     def greedy_policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
+
+    has_value_estimate = True
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs, action)  # Q_φ(s, a) at the eval action (first critic)

@@ -177,3 +177,8 @@ class DQN(OffPolicyAlgorithm):
 
     def exploration_metrics(self) -> dict[str, float]:
         return {"epsilon": self.epsilon()}
+
+    has_value_estimate = True
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q_net(obs).max(dim=-1).values  # max_a Q_φ(s, a), as in van Hasselt et al. 2016, Fig. 3

@@ -115,3 +115,8 @@ class NAF(ContinuousAlgorithm):
 
     def greedy_policy(self, obs: torch.Tensor) -> torch.Tensor:
         return self.naf.heads(obs)[1]
+
+    has_value_estimate = True
+
+    def value_estimate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.naf(obs, action)  # Q(s, a) at the eval action (= V(s) at the greedy μ(s))

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lightq.algos import DQN
-from lightq.callbacks.evaluation import evaluate_policy
+from lightq.callbacks.evaluation import ValueProbe, evaluate_policy
 from lightq.envs.factory import make_env
 from tests.helpers.ddp_worker import DDPG_KW, DQN_KW
 
@@ -105,6 +105,11 @@ def test_evaluation_is_aggregated_over_ranks(ranks):
     returns, _ = evaluate_policy(make_env(model.env_config), model.greedy_policy, seeds=seeds)
     assert r0["final_eval"]["eval/return_mean"] == pytest.approx(float(np.mean(returns)))
     assert r0["final_eval"]["eval/return_std"] == pytest.approx(float(np.std(returns)))
+    # The overestimation probe: means over the visited states of all ranks' episodes.
+    probe = ValueProbe(model.value_estimate, model.hparams.gamma)
+    evaluate_policy(make_env(model.env_config), model.greedy_policy, seeds=seeds, probe=probe)
+    for key in ("eval/q_estimate", "eval/mc_return"):
+        assert r0["final_eval"][key] == pytest.approx(probe.metrics()[key], rel=1e-5)
 
 
 def test_ddp_checkpoint_resumes_under_ddp_with_global_counters(ranks):
