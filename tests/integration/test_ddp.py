@@ -145,6 +145,6 @@ def test_cli_ddp_two_cpu_processes_log_once_with_global_steps(tmp_path):
     assert evals == [400, 600]  # once per evaluation, against the global env-step clock
     updates = {m.step: m.value for m in client.get_metric_history(run_id, "perf/updates")}
     assert updates == {300: 50.0, 400: 100.0, 500: 150.0, 600: 200.0}  # 2 env steps per update, global
-    (ckpt,) = list(tmp_path.glob("runs/**/*.ckpt"))
+    (ckpt,) = list(tmp_path.glob("runs/**/last.ckpt"))  # lightq always writes last.ckpt beside Lightning's own
     state = torch.load(ckpt, weights_only=True)["lightq"]
     assert state["world_size"] == 2 and state["env_steps"] == 600 == 2 * state["collector"]["env_steps"]
