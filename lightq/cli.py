@@ -199,8 +199,8 @@ def main(args=None) -> None:
         return
     try:
         LightqCLI(args=args)
-    except SIGTERMException:  # GracefulShutdown has written last.ckpt and said so
-        sys.exit(128 + signal.SIGTERM)
+    except SIGTERMException as stop:  # GracefulShutdown has written last.ckpt and said so
+        sys.exit(128 + (signal.SIGINT if getattr(stop, "lightq_signal", "") == "SIGINT" else signal.SIGTERM))
     except (CheckpointError, TrackingServerUnreachable) as error:
         print(f"lightq: invalid configuration:\n  {error}", file=sys.stderr, flush=True)
         sys.exit(2)

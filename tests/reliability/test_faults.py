@@ -11,6 +11,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from lightq.callbacks.checkpoint import read_sidecar
 from lightq.cli import LightqCLI
 from lightq.reliability import EnvFaultError
 
@@ -39,13 +40,16 @@ def test_env_raising_mid_run_stops_with_a_clear_error_and_keeps_the_last_checkpo
     (last,) = in_tmp.rglob("last.ckpt")
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # loadable, and from before the crash
     assert 0 < ckpt["lightq"]["env_steps"] < 900
+    sidecar = read_sidecar(ckpt["lightq"]["replay_sidecar"]["path"], 0)  # weights_only inside
+    assert sidecar is not None and sidecar["served"] == ckpt["lightq"]["updates"]
     assert not list(in_tmp.rglob("diverged.ckpt"))  # nothing written from the broken state
     client = MlflowClient(f"sqlite:///{in_tmp}/mlflow.db")
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
     assert run.info.status == "FAILED"
 
 
-def test_sigterm_writes_a_checkpoint_and_last_resumes(in_tmp):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_writes_a_checkpoint_and_last_resumes(in_tmp, sig):
     env_id = "tests.helpers.faulty_envs:lightq-test/SlowCartPole-v0"
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{in_tmp}/mlflow.db", OMP_NUM_THREADS="1",
                LIGHTQ_TEST_STEP_SLEEP="0.002", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -57,12 +61,14 @@ def test_sigterm_writes_a_checkpoint_and_last_resumes(in_tmp):
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else ""
         time.sleep(0.2)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
-    assert "SIGTERM received at env step" in out and "resume with --ckpt_path last" in out
+    assert proc.returncode == 128 + sig, out[-3000:]
+    assert f"{sig.name} received at env step" in out and "resume with --ckpt_path last" in out
     (last,) = in_tmp.rglob("last.ckpt")
-    stopped_at = torch.load(last, map_location="cpu", weights_only=True)["lightq"]["env_steps"]
+    stopped = torch.load(last, map_location="cpu", weights_only=True)["lightq"]
+    stopped_at = stopped["env_steps"]
+    assert read_sidecar(stopped["replay_sidecar"]["path"], 0) is not None  # the replay data came with it
     assert 100 < stopped_at < 6000
     # Resume: it continues from the checkpoint (same config; the checkpoint's hyperparameters rule) and finishes.
     env["LIGHTQ_TEST_STEP_SLEEP"] = "0"
