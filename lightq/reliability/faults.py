@@ -66,6 +66,14 @@ class GracefulShutdown(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, module) -> None:
         self._restore_sigint()
+        # The end state is always in last.ckpt (for `lightq evaluate` and for extending a run), also when
+        # the periodic schedule (every_n_train_steps, no end-of-epoch save) did not land on the last update.
+        cb = trainer.checkpoint_callback
+        if cb is not None and getattr(cb, "dirpath", None) and cb.save_last:
+            if getattr(cb, "_last_global_step_saved", None) != trainer.global_step:
+                path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+                trainer.save_checkpoint(str(path))
+                cb.last_model_path = str(path)
 
     def on_exception(self, trainer: pl.Trainer, module, exception: BaseException) -> None:
         self._restore_sigint()

@@ -161,5 +161,5 @@ def test_prioritized_replay_with_atari_fails_clearly():
 def test_bad_protocol_and_game_names_fail_clearly():
     with pytest.raises(ValueError, match="choose one of"):
         make_atari_vec_env("ALE/Pong-v5", num_envs=1, protocol="dopamine")
-    with pytest.raises(ValueError, match="no ROM"):
+    with pytest.raises(ValueError, match="has no Atari game"):
         make_atari_vec_env("ALE/Pongg-v5", num_envs=1)
