@@ -20,6 +20,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+import harness  # benchmarks/harness.py
+
 from lightq.algos import DQN
 from lightq.envs.atari import make_atari_vec_env
 
@@ -68,13 +70,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "torchrl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    torch.set_num_threads(1)
+    harness.quiet()
     print(f"torch {torch.__version__}, threads 1, device {args.device}, {args.num_envs} env(s), Pong nature protocol")
     raw_fps, lq_fps, lq_ups = [], [], []
     agent_steps = args.warmup + 4 * args.updates

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+
+import harness  # benchmarks/harness.py (this script and its workers run from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,7 @@ def worker(args) -> None:
 
     from lightq.algos import DQN
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "torchrl", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    harness.quiet()
 
     class Clock(pl.Callback):
         def on_train_start(self, trainer, module):  # runs after EnvInteractionCallback's warm-up

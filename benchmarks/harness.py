@@ -15,6 +15,14 @@ import torch
 Impl = Callable[[dict, int], "tuple[float, int, int]"]  # (cfg, seed) -> (seconds, updates, env steps)
 
 
+def quiet() -> None:
+    """One intra-op thread and no warnings or INFO logs: the setup every benchmark here measures under."""
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "torchrl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+
+
 def time_fit(model: pl.LightningModule) -> tuple[float, int, int]:
     """``Trainer.fit`` on CPU with logging, checkpoints and the progress bar off; (seconds, updates, env steps)."""
     trainer = pl.Trainer(
@@ -37,10 +45,7 @@ def run(description: str, settings: dict[str, dict], impls: dict[str, Impl], qui
     parser.add_argument("--settings", nargs="*", default=list(settings))
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning.pytorch", "torchrl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    torch.set_num_threads(1)
+    quiet()
     print(f"torch {torch.__version__}, threads 1")
     ratios = []
     for name in args.settings:

@@ -8,14 +8,14 @@ training_step, and one full Lightning iteration (fetch + training_step + callbac
 from __future__ import annotations
 
 import argparse
-import logging
 import time
-import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+import harness  # benchmarks/harness.py
 
 from lightq.algos import DQN
 from lightq.envs import make_vec_env
@@ -33,10 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("torchrl").setLevel(logging.ERROR)
-    torch.set_num_threads(1)
+    harness.quiet()
 
     def build(total):
         return DQN(

@@ -21,12 +21,12 @@ import torch
 
 from lightq.data.frame_replay import FrameReplay
 from lightq.envs.factory import env_seeds
-from lightq.interaction.collector import Policy
+from lightq.interaction.collector import EpisodeBookkeeping, Policy
 
 __all__ = ["AtariCollector", "make_atari_collector"]
 
 
-class AtariCollector:
+class AtariCollector(EpisodeBookkeeping):
     """Steps an ``AtariVectorEnv`` (SAME_STEP autoreset) with a policy and writes frames to a ``FrameReplay``.
 
     Args:
@@ -121,28 +121,6 @@ class AtariCollector:
     def flush(self) -> int:
         """Rows are written at every step; nothing to flush."""
         return 0
-
-    def pop_finished_episodes(self) -> list[tuple[float, int]]:
-        """(unclipped score, length in agent steps) of the games finished since the last call."""
-        done, self._finished = self._finished, []
-        return done
-
-    def state_dict(self) -> dict:
-        return {
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
-            "ep_return": torch.as_tensor(self._ep_return),
-            "ep_length": torch.as_tensor(self._ep_length),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.env_steps = int(state["env_steps"])
-        self.episodes = int(state["episodes"])
-        self._ep_return = state["ep_return"].numpy().copy()
-        self._ep_length = state["ep_length"].numpy().copy()
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def make_atari_collector(module, *, device: torch.device | str, rank: int) -> AtariCollector:

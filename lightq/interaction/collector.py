@@ -19,7 +19,7 @@ from lightq.data.nstep import NStepAccumulator
 from lightq.envs.factory import env_seeds
 from lightq.reliability.faults import EnvFaultError
 
-__all__ = ["Collector", "Policy"]
+__all__ = ["Collector", "EpisodeBookkeeping", "Policy"]
 
 # obs (num_envs, *obs_shape) numpy -> actions (num_envs, *action_shape) numpy. Policies take and give
 # numpy so that steps needing no network (warm-up, ε coin flips that all came up "explore") pay no
@@ -27,7 +27,36 @@ __all__ = ["Collector", "Policy"]
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-class Collector:
+class EpisodeBookkeeping:
+    """What every collector keeps beside its env and buffer: the env-step clock and episode statistics.
+
+    Subclasses set ``env``, ``env_steps``, ``episodes``, ``_ep_return``, ``_ep_length`` and ``_finished``.
+    """
+
+    def pop_finished_episodes(self) -> list[tuple[float, int]]:
+        """(return, length) of the episodes finished since the last call."""
+        done, self._finished = self._finished, []
+        return done
+
+    def state_dict(self) -> dict:
+        return {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "ep_return": torch.as_tensor(self._ep_return),
+            "ep_length": torch.as_tensor(self._ep_length),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.env_steps = int(state["env_steps"])
+        self.episodes = int(state["episodes"])
+        self._ep_return = state["ep_return"].numpy().copy()
+        self._ep_length = state["ep_length"].numpy().copy()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class Collector(EpisodeBookkeeping):
     """Steps a vector env with a policy and stores n-step transitions in a replay buffer.
 
     Args:
@@ -142,27 +171,7 @@ class Collector:
         self.buffer.extend(td)
         return n
 
-    def pop_finished_episodes(self) -> list[tuple[float, int]]:
-        """(return, length) of the episodes finished since the last call."""
-        done, self._finished = self._finished, []
-        return done
-
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
-            "ep_return": torch.as_tensor(self._ep_return),
-            "ep_length": torch.as_tensor(self._ep_length),
-            "nstep": self.nstep.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.env_steps = int(state["env_steps"])
-        self.episodes = int(state["episodes"])
-        self._ep_return = state["ep_return"].numpy().copy()
-        self._ep_length = state["ep_length"].numpy().copy()
-
-    def close(self) -> None:
-        self.env.close()
+        return {**super().state_dict(), "nstep": self.nstep.state_dict()}
 
