@@ -34,11 +34,22 @@ def time_fit(model: pl.LightningModule) -> tuple[float, int, int]:
     return time.perf_counter() - t0, model.updates, model.env_steps
 
 
-def run(description: str, settings: dict[str, dict], impls: dict[str, Impl], quick_fraction: int) -> None:
-    """Rounds of every impl back to back per setting; prints medians and ``ratio lightq/plain`` lines.
+SB3_INSTALL = "pip install -c constraints.txt -r benchmarks/requirements-sb3.txt"
+BASELINES = ("plain", "sb3")  # impls every other impl is compared with, when present
+
+
+def run(
+    description: str, settings: dict[str, dict], impls: dict[str, Impl], quick_fraction: int,
+    notes: tuple[str, ...] | list[str] = (),
+) -> None:
+    """Rounds of every impl back to back per setting; prints medians and ``ratio <impl>/<baseline>`` lines.
 
     The machine's speed drifts by ±30% over minutes, so rounds are interleaved and medians compared.
-    The last line is the lowest ratio of all settings.
+    Each impl that is not a baseline (``plain``, ``sb3``) is compared with each baseline present, in updates/s:
+    per setting ``[setting] ratio lightq/plain: X.XX`` (and ``ratio lightq/sb3``, ``ratio lightq-async/plain``, ...),
+    then the lowest ratio of all settings for each pair; ``ratio lightq/plain: X.XX`` is always the last line.
+    An impl whose update count differs from plain's by more than 1 gets a warning line. ``notes`` are printed
+    after the version line (versions of the compared libraries, or why an impl was left out).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help=f"1/{quick_fraction} of the env steps after warm-up")
@@ -47,22 +58,36 @@ def run(description: str, settings: dict[str, dict], impls: dict[str, Impl], qui
     args = parser.parse_args()
     quiet()
     print(f"torch {torch.__version__}, threads 1")
-    ratios = []
+    for note in notes:
+        print(note)
+    width = max(6, *(len(impl) for impl in impls))
+    pairs = [(impl, base) for impl in impls if impl not in BASELINES for base in BASELINES if base in impls]
+    ratios: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
     for name in args.settings:
         cfg = dict(settings[name])
         if args.quick:
             cfg["total"] = cfg["starts"] + (cfg["total"] - cfg["starts"]) // quick_fraction
         times: dict[str, list[float]] = {impl: [] for impl in impls}
+        updates: dict[str, int] = {}
+        steps: dict[str, int] = {}
         for r in range(args.rounds):
             for impl, fn in impls.items():
-                secs, updates, steps = fn(cfg, r)
+                secs, updates[impl], steps[impl] = fn(cfg, r)
                 times[impl].append(secs)
-                print(f"[{name}] round {r} {impl:6s}: {updates} updates, {steps} env steps in {secs:.2f}s")
+                print(f"[{name}] round {r} {impl:{width}s}: {updates[impl]} updates, {steps[impl]} env steps "
+                      f"in {secs:.2f}s")
+        if "plain" in updates:
+            for impl in impls:
+                if abs(updates[impl] - updates["plain"]) > 1:
+                    print(f"[{name}] WARNING: {impl} did {updates[impl]} updates, plain {updates['plain']}")
         speed = {}
         for impl in impls:
             secs = float(np.median(times[impl]))
-            speed[impl] = updates / secs
-            print(f"[{name}] {impl:6s} median: {updates / secs:.0f} updates/s, {steps / secs:.0f} env steps/s")
-        ratios.append(speed["lightq"] / speed["plain"])
-        print(f"[{name}] ratio lightq/plain: {ratios[-1]:.2f}")
-    print(f"ratio lightq/plain: {min(ratios):.2f}")
+            speed[impl] = updates[impl] / secs
+            print(f"[{name}] {impl:{width}s} median: {speed[impl]:.0f} updates/s, {steps[impl] / secs:.0f} env steps/s")
+        for impl, base in pairs:
+            ratios[impl, base].append(speed[impl] / speed[base])
+            print(f"[{name}] ratio {impl}/{base}: {ratios[impl, base][-1]:.2f}")
+    # Lowest over the settings; lightq/plain last (other code parses the last line).
+    for pair in sorted(pairs, key=lambda p: p == ("lightq", "plain")):
+        print(f"ratio {pair[0]}/{pair[1]}: {min(ratios[pair]):.2f}")

@@ -1,13 +1,28 @@
-"""DDPG throughput: lightq vs a plain-PyTorch DDPG loop doing the same work, in one process run.
+"""DDPG throughput: lightq vs a plain-PyTorch DDPG loop and vs Stable-Baselines3's DDPG, same work, one process run.
 
-Both sides: Pendulum-v1 (one env), actor and critic MLPs of the same widths, Adam, batch, buffer,
-one update per env step (critic step, actor step, Polyak τ 0.005 on both targets), Gaussian exploration
-noise σ 0.1, the same warm-up and env steps; evaluation off. The plain loop follows CleanRL's ddpg_continuous_action.py
-with a preallocated torch ring buffer. Settings:
+SB3 is a benchmark-only requirement, not a lightq dependency; install it with
+``pip install -c constraints.txt -r benchmarks/requirements-sb3.txt`` (the constraints keep torch the CPU
+build). Without it the script runs plain and lightq only and prints one line saying so.
+
+All sides: Pendulum-v1 (one env), actor and critic MLPs of the same widths (ReLU; tanh-squashed actor),
+Adam lr 1e-3 for both, MSE critic loss, γ 0.99, batch, buffer holding the whole run, uniform random actions
+during warm-up, one update per env step (critic step, actor step, Polyak τ 0.005 on both targets),
+Gaussian exploration noise σ 0.1 × max action, the same warm-up and env steps; evaluation off.
+    plain:  follows CleanRL's ddpg_continuous_action.py with a preallocated torch ring buffer.
+    lightq: ``lightq.algos.DDPG`` under ``Trainer.fit``.
+    sb3:    ``stable_baselines3.DDPG("MlpPolicy")`` (SB3's TD3 with one critic, ``policy_delay=1`` and the
+            target-action noise clipped to 0): SB3's Monitor + DummyVecEnv around the env, its numpy
+            ReplayBuffer, ``NormalActionNoise(0, 0.1)`` added in SB3's [-1, 1]-scaled action space (= σ 0.1 ×
+            max action; SB3 adds it to the warm-up's random actions too), ``train_freq=1``,
+            ``gradient_steps=1``, ``verbose=0``, no tensorboard; updates counted by ``model._n_updates``.
+Settings (the setting named ``sb3`` uses SB3's default sizes; every setting runs all three impls):
     shipped: 64-64 nets, batch 128 (configs/ddpg/pendulum.yaml)
     sb3:     400-300 nets, batch 256 (SB3's DDPG defaults on Pendulum)
-Rounds of (plain, lightq) back to back, medians reported; per setting ``ratio lightq/plain: X.XX``, and the
-last line is the lowest ratio. Usage: ``python benchmarks/throughput_continuous.py [--quick]``.
+Rounds of (plain, lightq, sb3) back to back, medians reported. Times are whole runs (lightq: ``Trainer.fit``,
+its setup included; sb3: the ``DDPG(...)`` construction, which makes the env, the buffer and the networks,
+plus ``model.learn``). Per setting ``ratio lightq/plain: X.XX`` and ``ratio lightq/sb3: X.XX``; then the
+lowest ``ratio lightq/sb3`` and last the lowest ``ratio lightq/plain``.
+Usage: ``python benchmarks/throughput_continuous.py [--quick] [--rounds N] [--settings ...]``.
 """
 
 from __future__ import annotations
@@ -22,6 +37,12 @@ import torch
 import harness  # benchmarks/harness.py (pytorch_lightning imported up front: import time is not throughput)
 
 from lightq.algos import DDPG
+
+try:  # benchmark-only requirement (benchmarks/requirements-sb3.txt); imported up front like the others
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.noise import NormalActionNoise
+except ImportError:
+    sb3 = None
 
 SETTINGS = {
     "shipped": dict(hidden=[64, 64], batch=128, starts=1_000, total=6_000),
@@ -97,8 +118,40 @@ def lightq_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
     return harness.time_fit(model)
 
 
+def sb3_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """Stable-Baselines3's DDPG on the plain loop's settings; the time includes the model's construction."""
+    t0 = time.perf_counter()
+    model = sb3.DDPG(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_rate=1e-3,
+        buffer_size=cfg["total"],
+        learning_starts=cfg["starts"],
+        batch_size=cfg["batch"],
+        tau=0.005,
+        gamma=0.99,
+        train_freq=1,
+        gradient_steps=1,
+        # SB3 adds the noise to the action scaled to [-1, 1]: σ 0.1 there is the plain loop's 0.1 × max action.
+        action_noise=NormalActionNoise(mean=np.zeros(1), sigma=0.1 * np.ones(1)),
+        policy_kwargs=dict(net_arch=list(cfg["hidden"])),
+        verbose=0,
+        seed=seed,
+        device="cpu",
+    )
+    model.learn(total_timesteps=cfg["total"])
+    return time.perf_counter() - t0, model._n_updates, model.num_timesteps
+
+
 def main() -> None:
-    harness.run(__doc__.splitlines()[0], SETTINGS, {"plain": plain_ddpg, "lightq": lightq_ddpg}, quick_fraction=3)
+    impls = {"plain": plain_ddpg, "lightq": lightq_ddpg}
+    if sb3 is not None:
+        impls["sb3"] = sb3_ddpg
+        notes = [f"stable-baselines3 {sb3.__version__}"]
+    else:
+        notes = [f"sb3 skipped: stable-baselines3 is not installed; {harness.SB3_INSTALL}"]
+    harness.run(__doc__.splitlines()[0], SETTINGS, impls, quick_fraction=3, notes=notes)
+
 
 if __name__ == "__main__":
     main()

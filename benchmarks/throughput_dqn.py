@@ -1,16 +1,31 @@
-"""DQN throughput: lightq vs a plain-PyTorch DQN loop doing the same work, in one process run.
+"""DQN throughput: lightq vs a plain-PyTorch DQN loop and vs Stable-Baselines3's DQN, same work, one process run.
 
-Both sides: CartPole-v1 (one env), MLP 120-84, Adam (fused), Huber loss, grad-norm clip 10, the same
-buffer capacity, batch, replay ratio, target period, warm-up and env steps; evaluation off. The plain
-loop is CleanRL's dqn.py structure with a preallocated torch ring buffer (no TorchRL, no Lightning).
+SB3 is a benchmark-only requirement, not a lightq dependency; install it with
+``pip install -c constraints.txt -r benchmarks/requirements-sb3.txt`` (the constraints keep torch the CPU
+build). Without it the script runs plain and lightq only and prints one line saying so.
+
+All sides: CartPole-v1 (one env), MLP 120-84 (ReLU), Adam lr 2.5e-4 (fused), Huber loss (δ 1), grad-norm
+clip 10, γ 0.99, the same buffer capacity, batch, replay ratio, target period, warm-up and env steps,
+random actions during warm-up, ε 1.0 → 0.05 linearly over the first half of the env steps; evaluation off.
+    plain:  CleanRL's dqn.py structure with a preallocated torch ring buffer (no TorchRL, no Lightning).
+    lightq: ``lightq.algos.DQN`` under ``Trainer.fit``.
+    sb3:    ``stable_baselines3.DQN("MlpPolicy")``: SB3's Monitor + DummyVecEnv around the env, its numpy
+            ReplayBuffer, ``train_freq`` = env steps per update, ``gradient_steps=1``, ``tau=1.0`` and
+            ``target_update_interval`` = target period × env steps per update (SB3 counts it in env steps,
+            from step 0, so it also copies the target during warm-up: a few extra copies of an 11k-parameter
+            net), ``exploration_fraction=0.5``, ``verbose=0``, no tensorboard. Its update count is
+            ``model._n_updates`` (equal to plain's: the first update comes after env step ``starts + ratio``).
 Two settings:
     cleanrl: batch 128, one update per 10 env steps, target copy every 500 env steps (= 50 updates).
     ratio1:  batch 32, one update per env step, target copy every 500 updates.
-Each setting runs ``--rounds`` rounds of (plain, lightq) back to back and reports the median of each
+Each setting runs ``--rounds`` rounds of (plain, lightq, sb3) back to back and reports the median of each
 side (this machine's speed drifts by ±30% over minutes; interleaving keeps the comparison fair). Times
-are whole runs: warm-up, every env step and every update (lightq: ``Trainer.fit``, setup included).
-Prints updates/s and env steps/s of each and, per setting, ``ratio lightq/plain: X.XX``; the last
-line is the lowest ratio of all settings. Usage: ``python benchmarks/throughput_dqn.py [--quick]``.
+are whole runs: warm-up, every env step and every update (lightq: ``Trainer.fit``, its setup included,
+which makes the env and the buffer; sb3: the ``DQN(...)`` construction, which makes the env, the buffer
+and the networks, plus ``model.learn``).
+Prints updates/s and env steps/s of each and, per setting, ``ratio lightq/plain: X.XX`` and
+``ratio lightq/sb3: X.XX``; then the lowest ``ratio lightq/sb3`` of all settings, and last the lowest
+``ratio lightq/plain``. Usage: ``python benchmarks/throughput_dqn.py [--quick] [--rounds N] [--settings ...]``.
 """
 
 from __future__ import annotations
@@ -25,6 +40,11 @@ import torch.nn.functional as F
 
 import harness  # benchmarks/harness.py (pytorch_lightning imported up front: import time is not throughput)
 from lightq.algos import DQN
+
+try:  # benchmark-only requirement (benchmarks/requirements-sb3.txt); imported up front like the others
+    import stable_baselines3 as sb3
+except ImportError:
+    sb3 = None
 
 SETTINGS = {
     # name: (batch, env_steps_per_update, target_period_updates, learning_starts, total_env_steps)
@@ -104,8 +124,43 @@ def lightq_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
     return harness.time_fit(model)
 
 
+def sb3_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """Stable-Baselines3's DQN on the plain loop's settings; the time includes the model's construction."""
+    t0 = time.perf_counter()
+    model = sb3.DQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        learning_rate=2.5e-4,
+        buffer_size=cfg["capacity"],
+        learning_starts=cfg["starts"],
+        batch_size=cfg["batch"],
+        tau=1.0,
+        gamma=0.99,
+        train_freq=cfg["ratio"],
+        gradient_steps=1,
+        target_update_interval=cfg["target"] * cfg["ratio"],  # env steps in SB3
+        exploration_fraction=0.5,
+        exploration_initial_eps=1.0,
+        exploration_final_eps=0.05,
+        max_grad_norm=10,
+        policy_kwargs=dict(net_arch=[120, 84], optimizer_kwargs=dict(fused=True)),
+        verbose=0,
+        seed=seed,
+        device="cpu",
+    )
+    model.learn(total_timesteps=cfg["total"])
+    return time.perf_counter() - t0, model._n_updates, model.num_timesteps
+
+
 def main() -> None:
-    harness.run(__doc__.splitlines()[0], SETTINGS, {"plain": plain_dqn, "lightq": lightq_dqn}, quick_fraction=5)
+    impls = {"plain": plain_dqn, "lightq": lightq_dqn}
+    if sb3 is not None:
+        impls["sb3"] = sb3_dqn
+        notes = [f"stable-baselines3 {sb3.__version__}"]
+    else:
+        notes = [f"sb3 skipped: stable-baselines3 is not installed; {harness.SB3_INSTALL}"]
+    harness.run(__doc__.splitlines()[0], SETTINGS, impls, quick_fraction=5, notes=notes)
+
 
 if __name__ == "__main__":
     main()
