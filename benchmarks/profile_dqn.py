@@ -73,12 +73,38 @@ def main() -> None:
     rows["collector.step, ε-greedy (ε=0.05)"] = per_call(lambda: col.step(model.explore_policy))
     obs = np.zeros((1, 4), dtype=np.float32)
     rows["greedy_actions (1 obs)"] = per_call(lambda: model.greedy_actions(obs))
+
+    def plain_act():  # the plain loop's greedy action
+        with torch.no_grad():
+            return int(model.q_net(torch.as_tensor(obs[0]).unsqueeze(0)).argmax())
+
+    rows["plain loop's greedy action (1 obs)"] = per_call(plain_act)
+    cap, ptr = 10_000, [0]
+    b_obs, b_next, b_act, b_rew, b_term = (torch.zeros(cap, 4), torch.zeros(cap, 4), torch.zeros(cap, dtype=torch.long),
+                                           torch.zeros(cap), torch.zeros(cap, dtype=torch.bool))
+    env_obs = [env.reset(seed=0)[0]]
+
+    def plain_step_store():  # the plain loop's env step + ring-buffer store (random action)
+        o = env_obs[0]
+        nxt, r, term, trunc, _ = env.step(0)
+        i = ptr[0]
+        b_obs[i] = torch.as_tensor(o)
+        b_next[i] = torch.as_tensor(nxt)
+        b_act[i] = 0
+        b_rew[i] = r
+        b_term[i] = term
+        ptr[0] = (i + 1) % cap
+        env_obs[0] = env.reset()[0] if term or trunc else nxt
+
+    rows["plain loop's env step + store"] = per_call(plain_step_store)
     col.flush()
     model.replay.num_updates = 10**9
     it = iter(model.replay)
     rows["replay next() (amortized draw of 8)"] = per_call(lambda: next(it))
     batch = next(it)
-    rows["training_step"] = per_call(lambda: model.training_step(batch, 0))
+    rows["update (DQN.update)"] = per_call(lambda: model.update(batch))
+    rows["update + per-update callbacks (the fit's callbacks, k > 1 path)"] = per_call(lambda: (
+        model.update(batch), [cb.on_train_batch_end(t, model, None, batch, 0) for cb in model._per_update_callbacks]))
     q, target = model.q_net, model.target_net
     opt = torch.optim.Adam(q.parameters(), lr=1e-3, fused=True)
     params = list(q.parameters())

@@ -1,16 +1,19 @@
 """The shared base of lightq's algorithms: two clocks, the env → collector → replay → dataloader wiring.
 
 Subclasses build their networks in ``__init__`` (from ``self.observation_space`` / ``self.action_space``),
-and implement ``training_step`` (exactly one gradient update), ``explore_policy`` and ``greedy_policy``.
-Optimization is manual: ``training_step`` reads like the lecture's pseudo-code, DDPG's two optimizers
+and implement ``update`` (exactly one gradient update), ``explore_policy`` and ``greedy_policy``.
+Optimization is manual: ``update`` reads like the lecture's pseudo-code, DDPG's two optimizers
 fit the same shape, and Lightning's automatic-optimization closure (measurable per update on a small
-MLP) is skipped.
+MLP) is skipped. ``training_step`` (one Lightning iteration) is one ``update`` by default, or
+``updates_per_iteration`` of them with the per-update callbacks run in between (see there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import threading
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from lightq.data.replay import ReplayConfig, ReplayIterable, make_replay_buffer
 from lightq.distributed import DDPBatch, gather_values, world_size
 from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
+from lightq.interaction.async_collector import AsyncCollector
 from lightq.interaction.collector import Collector
 from lightq.reliability import GracefulShutdown, Watchdog, WatchdogConfig
 from lightq.tracking.mlflow import mlflow_run_record
@@ -72,6 +76,20 @@ class OffPolicyAlgorithm(pl.LightningModule):
             are global (each rank samples batch_size / N and collects env_steps_per_update / N per update:
             the one-GPU update); ``per_rank`` = both are per rank (global batch N · batch_size, N ·
             env_steps_per_update env steps per update, N times fewer updates). Ignored with one process.
+        updates_per_iteration: Gradient updates per Lightning iteration (``training_step`` call).
+            Lightning's loop costs ~0.2–0.5 ms per iteration on this CPU (batch fetch, hook dispatch
+            with profiler contexts, progress tracking), a third of a small-MLP update; k updates per
+            iteration pay it once per k. The run is the same update for update (same env steps,
+            batches and random streams; ``tests/integration/test_fused_iterations.py`` checks it
+            bitwise): between the updates of an iteration lightq itself calls every callback's
+            ``on_train_batch_end`` (env steps, evaluation, watchdog, checkpoints, user callbacks);
+            only ``on_train_batch_start``, progress bars and Lightning's own loop bookkeeping see
+            iterations. A SIGTERM / Ctrl-C / ``trainer.should_stop`` / ``trainer.max_steps`` still stops
+            at the next update. Under DDP or with a ``16-mixed`` loss scaler it is 1 (a warning says so).
+        async_collection: Step the envs on a worker thread while the next update runs
+            (``lightq.interaction.async_collector``): faster, the replay ratio still holds to within one
+            update, but runs are not bitwise reproducible (the worker acts with the parameters of update
+            u or u+1, whichever is current). Vector-observation envs, one process.
     """
 
     algorithm_name = "base"
@@ -95,6 +113,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
         log_every_updates: int = 100,
         watchdog: WatchdogConfig | None = None,
         ddp_batch: DDPBatch = "split",
+        updates_per_iteration: int = 8,
+        async_collection: bool = False,
     ) -> None:
         super().__init__()
         self.env_config = _as(EnvConfig, env)
@@ -102,6 +122,11 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.evaluation = _as(EvalConfig, evaluation)
         self.watchdog = _as(WatchdogConfig, watchdog)
         self._validate(total_env_steps, learning_starts_env_steps, env_steps_per_update, gamma, n_step, log_every_updates)
+        if async_collection and self.env_config.id.startswith("ALE/"):
+            raise ValueError("async_collection is not supported for Atari (frame replay writes every step): "
+                             "set model.async_collection false.")
+        if updates_per_iteration < 1:
+            raise ValueError(f"updates_per_iteration={updates_per_iteration} must be >= 1.")
         if ddp_batch not in ("split", "per_rank"):
             raise ValueError(f"ddp_batch={ddp_batch!r} must be 'split' (global batch) or 'per_rank'.")
         self._base_hparams = {
@@ -109,6 +134,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "total_env_steps": total_env_steps, "learning_starts_env_steps": learning_starts_env_steps,
             "env_steps_per_update": env_steps_per_update, "gamma": gamma, "n_step": n_step,
             "log_every_updates": log_every_updates, "watchdog": self.watchdog, "ddp_batch": ddp_batch,
+            "updates_per_iteration": updates_per_iteration, "async_collection": async_collection,
         }
         self.automatic_optimization = False
         self.env_steps = 0  # the RL clock: env steps taken (all envs, all ranks)
@@ -119,6 +145,11 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.last_rollout_return: float | None = None
         self.final_eval: dict[str, float] | None = None
         self.collector: Collector | None = None
+        self.last_batch = None  # the batch of the latest update (the Watchdog's evidence)
+        self._iteration_updates = 1  # updates per training_step, set in on_train_start
+        self._per_update_callbacks: list[pl.Callback] = []
+        self._param_lock = contextlib.nullcontext()  # a threading.Lock with async_collection (see setup)
+        self._launch_collection = None  # AsyncCollector.launch with async_collection
         self.watched: dict[str, torch.Tensor] = {}  # the last update's loss / Q-values, for the Watchdog
         self.eval_env = None
         probe = make_env(self.env_config)
@@ -132,7 +163,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
     # parameters, buffers or submodules: nn.Module.__setattr__'s type checks on them cost ~4 µs each,
     # ~30 times per update. Writing them with object.__setattr__ is what nn.Module would end up doing.
     _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "env_steps", "updates", "last_eval_return",
-                                   "last_eval_env_steps", "last_rollout_return", "final_eval", "_world"})
+                                   "last_eval_env_steps", "last_rollout_return", "final_eval", "_world",
+                                   "last_batch"})
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._PLAIN_ATTRIBUTES:
@@ -196,7 +228,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
         if self.env_steps < target:
             per_vector_step = self.collector.num_envs * self._world
             self.collector.step(policy, math.ceil((target - self.env_steps) / per_vector_step))
-            self.sync_env_steps()
+            if not isinstance(self.collector, AsyncCollector):  # async: the clock moves when the chunk is joined
+                self.sync_env_steps()
 
     def _direct_optimization(self) -> bool:
         """Whether backward/clip/step may bypass Lightning's wrappers (no loss scaler to honour).
@@ -234,6 +267,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
             opts = self.optimizers(use_pl_optimizer=False)
             opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
             opt.zero_grad(set_to_none=True)
+            if self._launch_collection is not None:  # async collector: env steps overlap the GIL-free backward
+                self._launch_collection()
             loss.backward()
             if max_grad_norm is not None:
                 if params is None:
@@ -248,16 +283,20 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 return
             progress = self._trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
             progress.increment_ready()
-            opt.step()
+            with self._param_lock:  # the async collector's worker never reads half-stepped parameters
+                opt.step()
             progress.increment_completed()
             return
         opts = self.optimizers()
         opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
         opt.zero_grad(set_to_none=True)
+        if self._launch_collection is not None:
+            self._launch_collection()
         self.manual_backward(loss)
         if max_grad_norm is not None:
             self.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
+        with self._param_lock:
+            opt.step()
 
     def _optimizer_params(self, opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
         cache = self.__dict__.setdefault("_params_cache", {})
@@ -267,8 +306,51 @@ class OffPolicyAlgorithm(pl.LightningModule):
         return params
 
     def after_update(self) -> None:
-        """Advance the update clock; subclasses call this at the end of ``training_step``."""
+        """Advance the update clock; subclasses call this in ``update`` once the parameters have moved."""
         self.updates += 1
+
+    # -- one Lightning iteration ----------------------------------------------------------------------
+    def update(self, batch) -> None:
+        """Exactly one gradient update on ``batch`` (the lecture's inner loop); subclasses implement it."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        """``updates_per_iteration`` updates; after each but the last, every callback's per-update work.
+
+        Lightning calls ``on_train_batch_end`` after the last update of the iteration; the updates
+        before it get the same calls from here, in the same order (``_per_update_callbacks``), so env
+        steps, evaluation, the watchdog and checkpoint schedules run after every update as with one
+        update per iteration. The next batch is drawn after those env steps, as Lightning would.
+        """
+        self.update(batch)
+        for _ in range(self._iteration_updates - 1):
+            trainer = self.trainer
+            if (self.replay.served >= self.replay.num_updates or trainer.should_stop or trainer.received_sigterm
+                    or 0 <= trainer.max_steps <= trainer.global_step):
+                break
+            self.last_batch = batch
+            with torch.autocast(self.device.type, enabled=False):  # env steps act in full precision, as outside
+                for callback in self._per_update_callbacks:
+                    callback.on_train_batch_end(trainer, self, None, batch, batch_idx)
+            batch = self.replay.next_batch()
+            self.update(batch)
+        self.last_batch = batch
+
+    def on_train_start(self) -> None:
+        from pytorch_lightning.callbacks import ProgressBar
+        from pytorch_lightning.utilities.model_helpers import is_overridden
+
+        k = self.hparams.get("updates_per_iteration", 1)
+        if k > 1 and not self._direct_optimization():
+            rank_zero_warn(f"updates_per_iteration={k} is not supported under DDP or with a 16-mixed loss scaler: "
+                           "using 1 update per Lightning iteration.")
+            k = 1
+        self._iteration_updates = k
+        # Lightning's order (trainer.callbacks); progress bars count iterations and refresh themselves.
+        self._per_update_callbacks = [
+            cb for cb in self.trainer.callbacks
+            if is_overridden("on_train_batch_end", cb, pl.Callback) and not isinstance(cb, ProgressBar)
+        ]
 
     # -- wiring -------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -303,6 +385,13 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 device=device,
                 env_id=self.env_config.id,
             )
+            if self.hparams.get("async_collection", False):
+                if self._world > 1:
+                    rank_zero_warn("async_collection is not supported under DDP: collecting synchronously.")
+                else:
+                    self._param_lock = threading.Lock()
+                    self.collector = AsyncCollector(self.collector, self._param_lock)
+                    self._launch_collection = self.collector.launch
         self.eval_env = self.make_eval_env()
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
         self.explore_rng = np.random.default_rng([seed, rank, 1])
@@ -442,6 +531,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if isinstance(self.collector, AsyncCollector):  # join the chunk in flight: a consistent state
+            self.sync_env_steps()
         checkpoint["lightq"] = {
             "algorithm": self.algorithm_name,
             "env_steps": self.env_steps,

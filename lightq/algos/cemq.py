@@ -86,7 +86,7 @@ class CEMQ(ContinuousAlgorithm):
         other = self.critic2_target if target else self.critic2
         return MinOfQ(first, other) if other is not None else first
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def update(self, batch: Batch) -> None:
         hp = self.hparams
         with torch.no_grad():
             v_t = bootstrap_value(self.action_value(target=True), batch.next_obs)  # max_a' Q'(s', a') by CEM

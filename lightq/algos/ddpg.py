@@ -102,7 +102,7 @@ class DDPG(ContinuousAlgorithm):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31 + 7919 * self._rank())
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def update(self, batch: Batch) -> None:
         hp = self.hparams
         with torch.no_grad():
             v_t = bootstrap_value(self.target_action_value(), batch.next_obs)  # Q'(s', μ'(s'))

@@ -114,7 +114,7 @@ class DQN(OffPolicyAlgorithm):
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
 
     # -- the lecture's loop, one gradient update --------------------------------------------------------
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def update(self, batch: Batch) -> None:
         hp = self.hparams
         log_now = (self.updates + 1) % hp.log_every_updates == 0
         q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
@@ -124,6 +124,7 @@ class DQN(OffPolicyAlgorithm):
         out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
             q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
             loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
+            with_priorities=batch.index is not None,
         )
         self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q_tm1)  # φ ← φ − α ∇_φ L
         self.after_update()

@@ -88,7 +88,7 @@ class NAF(ContinuousAlgorithm):
             self.naf = NAFNetwork(self.obs_dim, self.act_dim, low, high, self.hparams.hidden)
         self.naf_target = copy.deepcopy(self.naf).requires_grad_(False)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def update(self, batch: Batch) -> None:
         hp = self.hparams
         with torch.no_grad():
             v_t = bootstrap_value(NAFActionValue(self.naf_target), batch.next_obs)  # V'(s')

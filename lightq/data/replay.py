@@ -124,11 +124,19 @@ class ReplayIterable:
         return self.num_updates
 
     def __iter__(self):
+        # ``served`` is re-read at every step: batches taken with ``next_batch`` (the updates that
+        # ``OffPolicyAlgorithm.training_step`` runs after the first of an iteration) count here too.
         while self.served < self.num_updates:
-            if not self._queue:
-                self._draw(min(self.config.batches_per_sample, self.num_updates - self.served))
-            self.served += 1
-            yield self._queue.pop(0)
+            yield self.next_batch()
+
+    def next_batch(self) -> Batch:
+        """The next update's batch (drawing ``batches_per_sample`` batches when the queue is empty)."""
+        if self.served >= self.num_updates:
+            raise RuntimeError(f"all {self.num_updates} batches of the run were served")
+        if not self._queue:
+            self._draw(min(self.config.batches_per_sample, self.num_updates - self.served))
+        self.served += 1
+        return self._queue.pop(0)
 
     def _draw(self, k: int) -> None:
         if self.before_sample is not None:

@@ -108,11 +108,17 @@ def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
     kwargs = {}
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
+    vector_kwargs: dict = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    if config.vectorization == "sync":
+        # SyncVectorEnv's copy=True deep-copies the observations on every step (~10 µs, through copy.deepcopy);
+        # with copy=False it returns its own buffer, overwritten by the next step: lightq.interaction.Collector
+        # copies it (np.ndarray.copy) before keeping it.
+        vector_kwargs["copy"] = False
     return gym.make_vec(
         config.id,
         num_envs=config.num_envs,
         vectorization_mode=config.vectorization,
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+        vector_kwargs=vector_kwargs,
         **kwargs,
     )
 

@@ -51,6 +51,7 @@ class EnvInteractionCallback(pl.Callback):
             self._log(module)
 
     def on_train_end(self, trainer: pl.Trainer, module) -> None:
+        module.sync_env_steps()  # with async_collection: joins the last chunk (evaluation runs next)
         check_lockstep(module, module.collector.env_steps, module.updates)
 
     def _log(self, module) -> None:

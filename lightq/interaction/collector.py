@@ -88,6 +88,7 @@ class Collector(EpisodeBookkeeping):
         if getattr(env, "metadata", {}).get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError("Collector needs a vector env with SAME_STEP autoreset; use lightq.envs.make_vec_env.")
         self.env = env
+        self._env_copies = getattr(env, "copy", True)  # False: SyncVectorEnv(copy=False) from make_vec_env
         self.buffer = buffer
         self.num_envs = env.num_envs
         self.seed = seed
@@ -108,7 +109,8 @@ class Collector(EpisodeBookkeeping):
     def reset(self) -> None:
         """Reset all envs with their derived seeds and drop partial episodes."""
         try:
-            self._obs, _ = self.env.reset(seed=env_seeds(self.seed, self.num_envs, self.rank))
+            obs, _ = self.env.reset(seed=env_seeds(self.seed, self.num_envs, self.rank))
+            self._obs = obs if self._env_copies else obs.copy()
         except Exception as exc:
             raise EnvFaultError(self.env_id, "reset", self.env_steps, exc) from exc
         self.nstep.reset()
@@ -130,6 +132,8 @@ class Collector(EpisodeBookkeeping):
                 self.check_data(reward, next_obs, {"obs": obs, "action": action, "reward": reward,
                                                    "next_obs": next_obs, "terminated": terminated,
                                                    "truncated": truncated}, self.env_steps + (k + 1) * self.num_envs)
+            if not self._env_copies:  # the env's buffer: overwritten by its next step
+                next_obs = next_obs.copy()
             done = terminated | truncated
             stored_next = next_obs
             if done.any():
@@ -156,13 +160,17 @@ class Collector(EpisodeBookkeeping):
     # -- storing --------------------------------------------------------------------------------
     def flush(self) -> int:
         """Write staged transitions to the buffer in one ``extend``; return how many."""
-        if not self._staged:
+        staged, self._staged = self._staged, []
+        return self.write(staged)
+
+    def write(self, chunks: list[dict[str, np.ndarray]]) -> int:
+        """Write staged chunks to the buffer in one ``extend``; return how many transitions."""
+        if not chunks:
             return 0
-        if len(self._staged) == 1:
-            arrays = self._staged[0]
+        if len(chunks) == 1:
+            arrays = chunks[0]
         else:
-            arrays = {k: np.concatenate([c[k] for c in self._staged]) for k in self._staged[0]}
-        self._staged.clear()
+            arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         n = len(arrays["reward"])
         td = TensorDict(
             {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()},

@@ -61,13 +61,21 @@ def td_error_loss(
     loss: Literal["huber", "mse"] = "huber",
     huber_delta: float = 1.0,
     weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    with_td: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean (importance-weighted) regression loss of ``q_tm1`` [B] toward ``y`` [B]; returns (loss, |td|).
 
     Huber with δ=1 is what the Nature paper calls "clipping the error term to [-1, 1]".
     MSE is ½ (q − y)² so its gradient is the TD error, as in the lecture's update.
+    ``with_td=False`` (no priorities, no metrics wanted) skips |td| (returned as ``None``): with no
+    weights the loss is then one fused Huber/MSE-mean op, three ops fewer per update.
     """
     q_tm1 = q_tm1.float()
+    if not with_td and weights is None:
+        if loss == "huber":
+            return F.huber_loss(q_tm1, y, delta=huber_delta), None
+        if loss == "mse":
+            return 0.5 * F.mse_loss(q_tm1, y), None
     td = y - q_tm1
     if loss == "huber":
         per_sample = F.huber_loss(q_tm1, y, reduction="none", delta=huber_delta)

@@ -38,6 +38,7 @@ def dqn_loss(
     huber_delta: float = 1.0,
     weights: torch.Tensor | None = None,
     with_metrics: bool = True,
+    with_priorities: bool = True,
 ) -> LossOutput:
     """TD loss of DQN, or of Double DQN when ``q_t_online`` is given.
 
@@ -54,12 +55,14 @@ def dqn_loss(
         weights: [B] importance weights (prioritized replay) or ``None``.
         with_metrics: Also return ``q_mean`` and ``td_abs_mean`` (two reductions: skip them on updates
             whose metrics are not logged).
+        with_priorities: Return |TD error| as ``priorities`` (prioritized replay); ``None`` otherwise.
     """
     qa_tm1 = q_tm1.gather(-1, a_tm1.long().unsqueeze(-1)).squeeze(-1)  # [B] Q(s, a)
     with torch.no_grad():
         v_t = max_q_bootstrap(q_t_target) if q_t_online is None else double_q_bootstrap(q_t_target, q_t_online)
         y = td_target(r_t, discount_t, terminated_t, v_t)  # [B] float32
-    value, abs_td = td_error_loss(qa_tm1, y, loss=loss, huber_delta=huber_delta, weights=weights)
+    value, abs_td = td_error_loss(qa_tm1, y, loss=loss, huber_delta=huber_delta, weights=weights,
+                                  with_td=with_metrics or with_priorities)
     metrics = {"loss": value.detach()}
     if with_metrics:
         metrics["q_mean"] = qa_tm1.detach().float().mean()

@@ -160,7 +160,9 @@ class Watchdog(pl.Callback):
         if problem is None:
             return
         tensor, what = problem
-        payload = batch._asdict() if hasattr(batch, "_asdict") else {}
+        evidence = getattr(module, "last_batch", None)  # with updates_per_iteration > 1, not Lightning's batch
+        evidence = batch if evidence is None else evidence
+        payload = evidence._asdict() if hasattr(evidence, "_asdict") else {}
         error = DivergenceError(tensor, what, env_step=module.env_steps, update=module.updates, payload=payload)
         if cfg.on_divergence == "stop":
             raise error

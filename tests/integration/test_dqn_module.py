@@ -42,6 +42,7 @@ def test_replay_ratio_and_warmup_clocks(num_envs, ratio, vectorization):
         replay={"capacity": 5_000, "batch_size": 16, "batches_per_sample": 3},
         evaluation={"every_env_steps": None},
         total_env_steps=600, learning_starts_env_steps=200, env_steps_per_update=ratio,
+        updates_per_iteration=1,  # the spy's on_train_batch_start sees every update (k > 1: test_fused_iterations)
     )
     spy = _Spy()
     trainer = pl.Trainer(

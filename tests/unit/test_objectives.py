@@ -226,3 +226,19 @@ def test_gradient_does_not_reach_target_network_params() -> None:
 def test_td_error_loss_rejects_unknown_loss() -> None:
     with pytest.raises(ValueError):
         td_error_loss(torch.zeros(2), torch.ones(2), loss="l1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("loss", "expected"), [("mse", 1.27 / 3), ("huber", 1.145 / 3)])
+def test_dqn_loss_lean_path_same_value_and_gradient(loss: str, expected: float) -> None:
+    """Without metrics and priorities the loss is one fused op: same value and gradient as the full path."""
+    grads = []
+    for lean in (False, True):
+        b = _batch()
+        q = b["q_tm1"].clone().requires_grad_(True)
+        b["q_tm1"] = q
+        out = dqn_loss(**b, loss=loss, with_metrics=not lean, with_priorities=not lean)
+        torch.testing.assert_close(out.loss, torch.tensor(expected), rtol=0, atol=1e-6)
+        assert (out.priorities is None) == lean
+        out.loss.backward()
+        grads.append(q.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-7)

@@ -1,0 +1,76 @@
+"""``async_collection``: env steps on a worker thread, the replay ratio held to within one update."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+
+import tests.helpers.faulty_envs  # noqa: F401  (registers lightq-test/* ids)
+from lightq.algos import DDPG, DQN
+from lightq.interaction.async_collector import AsyncCollector
+from lightq.reliability import EnvFaultError
+
+
+class ClockSpy(pl.Callback):
+    def __init__(self) -> None:
+        self.after_update: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.after_update.append((module.updates, module.env_steps))
+
+
+def _fit(model, *callbacks) -> None:
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model)
+
+
+@pytest.mark.parametrize(("num_envs", "ratio"), [(1, 1.0), (2, 0.5), (3, 2.5)])
+def test_async_collection_keeps_the_replay_ratio_one_update_behind(num_envs, ratio) -> None:
+    start, total = 200, 500
+    model = DQN(env={"id": "CartPole-v1", "num_envs": num_envs}, replay={"capacity": 2000, "batch_size": 16},
+                evaluation={"every_env_steps": 100, "episodes": 1}, total_env_steps=total,
+                learning_starts_env_steps=start, env_steps_per_update=ratio, async_collection=True)
+    spy = ClockSpy()
+    _fit(model, spy)
+    assert isinstance(model.collector, AsyncCollector)
+    assert model.updates == model.num_updates == math.ceil((total - start) / ratio)
+    # The spy runs before lightq's callbacks, so after update u it sees the clock as the previous update's
+    # collection left it: synchronously start + (u - 1) * ratio; asynchronously one chunk less (the chunk
+    # submitted after update u - 1 is still in flight; the one of update u - 2 has been joined).
+    for u, env_steps in spy.after_update:
+        behind = start + max(u - 2, 0) * ratio
+        assert behind <= env_steps < behind + num_envs, (u, env_steps)
+    # At the end every chunk is joined and stored or staged: nothing collected is lost.
+    assert model.env_steps >= total and not model.collector.in_flight
+    stored = len(model.collector.buffer) + sum(len(c["reward"]) for c in model.collector._staged)
+    assert stored == model.collector.env_steps
+    assert model.final_eval is not None
+
+
+def test_async_collection_ddpg_trains() -> None:
+    model = DDPG(env={"id": "Pendulum-v1"}, replay={"capacity": 2000, "batch_size": 16}, hidden=[32, 32],
+                 evaluation={"every_env_steps": None}, total_env_steps=400, learning_starts_env_steps=200,
+                 async_collection=True)
+    _fit(model)
+    assert model.updates == 200 and model.env_steps == 400
+
+
+def test_env_fault_on_the_worker_surfaces_in_the_main_thread() -> None:
+    env_id = "tests.helpers.faulty_envs:lightq-test/RaiseOnStepCartPole-v0"  # raises on its 900th step
+    model = DQN(env={"id": env_id}, replay={"capacity": 2000, "batch_size": 16},
+                evaluation={"every_env_steps": None}, total_env_steps=1500, learning_starts_env_steps=100,
+                async_collection=True)
+    with pytest.raises(EnvFaultError, match="failed during step at env step 899"):
+        _fit(model)
+    assert model.updates < 1400
+
+
+def test_async_collection_is_refused_for_atari() -> None:
+    with pytest.raises(ValueError, match="async_collection is not supported for Atari"):
+        DQN(env={"id": "ALE/Pong-v5"}, async_collection=True)
