@@ -44,7 +44,8 @@ def run(
 ) -> None:
     """Rounds of every impl back to back per setting; prints medians and ``ratio <impl>/<baseline>`` lines.
 
-    The machine's speed drifts by ±30% over minutes, so rounds are interleaved and medians compared.
+    The machine's speed drifts by ±30% over minutes, so rounds are interleaved and each ratio is the median
+    over rounds of the ratio within a round (the two impls ran back to back).
     Each impl that is not a baseline (``plain``, ``sb3``) is compared with each baseline present, in updates/s:
     per setting ``[setting] ratio lightq/plain: X.XX`` (and ``ratio lightq/sb3``, ``ratio lightq-async/plain``, ...),
     then the lowest ratio of all settings for each pair; ``ratio lightq/plain: X.XX`` is always the last line.
@@ -86,7 +87,11 @@ def run(
             speed[impl] = updates[impl] / secs
             print(f"[{name}] {impl:{width}s} median: {speed[impl]:.0f} updates/s, {steps[impl] / secs:.0f} env steps/s")
         for impl, base in pairs:
-            ratios[impl, base].append(speed[impl] / speed[base])
+            # Median over rounds of the paired ratio (both ran back to back in the same round): the machine's
+            # drift between rounds cancels, which a ratio of the two medians does not do.
+            paired = [(updates[impl] / t_impl) / (updates[base] / t_base)
+                      for t_impl, t_base in zip(times[impl], times[base])]
+            ratios[impl, base].append(float(np.median(paired)))
             print(f"[{name}] ratio {impl}/{base}: {ratios[impl, base][-1]:.2f}")
     # Lowest over the settings; lightq/plain last (other code parses the last line).
     for pair in sorted(pairs, key=lambda p: p == ("lightq", "plain")):

@@ -8,7 +8,10 @@ All sides: CartPole-v1 (one env), MLP 120-84 (ReLU), Adam lr 2.5e-4 (fused), Hub
 clip 10, γ 0.99, the same buffer capacity, batch, replay ratio, target period, warm-up and env steps,
 random actions during warm-up, ε 1.0 → 0.05 linearly over the first half of the env steps; evaluation off.
     plain:  CleanRL's dqn.py structure with a preallocated torch ring buffer (no TorchRL, no Lightning).
-    lightq: ``lightq.algos.DQN`` under ``Trainer.fit``.
+    lightq: ``lightq.algos.DQN`` under ``Trainer.fit`` with its defaults (``updates_per_iteration`` 8,
+            synchronous collection: the same run, update for update, as one update per iteration).
+    lightq-k1: the same with ``updates_per_iteration=1`` (Lightning's loop around every update).
+    lightq-async: the defaults plus ``async_collection=True`` (env steps in a forked worker process).
     sb3:    ``stable_baselines3.DQN("MlpPolicy")``: SB3's Monitor + DummyVecEnv around the env, its numpy
             ReplayBuffer, ``train_freq`` = env steps per update, ``gradient_steps=1``, ``tau=1.0`` and
             ``target_update_interval`` = target period × env steps per update (SB3 counts it in env steps,
@@ -18,8 +21,9 @@ random actions during warm-up, ε 1.0 → 0.05 linearly over the first half of t
 Two settings:
     cleanrl: batch 128, one update per 10 env steps, target copy every 500 env steps (= 50 updates).
     ratio1:  batch 32, one update per env step, target copy every 500 updates.
-Each setting runs ``--rounds`` rounds of (plain, lightq, sb3) back to back and reports the median of each
-side (this machine's speed drifts by ±30% over minutes; interleaving keeps the comparison fair). Times
+Each setting runs ``--rounds`` rounds of every impl back to back and reports each side's median speed and,
+per pair, the median over rounds of the ratio within a round (this machine's speed drifts by ±30% over
+minutes; interleaving and pairing keep the comparison fair). Times
 are whole runs: warm-up, every env step and every update (lightq: ``Trainer.fit``, its setup included,
 which makes the env and the buffer; sb3: the ``DQN(...)`` construction, which makes the env, the buffer
 and the networks, plus ``model.learn``).
@@ -108,7 +112,8 @@ def plain_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
     return time.perf_counter() - t0, updates, cfg["total"]
 
 
-def lightq_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+def lightq_dqn(cfg: dict, seed: int = 0, **options) -> tuple[float, int, int]:
+    """lightq's DQN with its defaults (``updates_per_iteration`` 8, synchronous collection) unless ``options``."""
     model = DQN(
         env={"id": "CartPole-v1"},
         replay={"capacity": cfg["capacity"], "batch_size": cfg["batch"]},
@@ -120,8 +125,19 @@ def lightq_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
         env_steps_per_update=cfg["ratio"],
         target_update_period_updates=cfg["target"],
         log_every_updates=1000,
+        **options,
     )
     return harness.time_fit(model)
+
+
+def lightq_k1(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """One update per Lightning iteration (Lightning's loop around every update)."""
+    return lightq_dqn(cfg, seed, updates_per_iteration=1)
+
+
+def lightq_async(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """The asynchronous collector (``async_collection``: env steps in a worker process)."""
+    return lightq_dqn(cfg, seed, async_collection=True)
 
 
 def sb3_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
@@ -153,7 +169,7 @@ def sb3_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    impls = {"plain": plain_dqn, "lightq": lightq_dqn}
+    impls = {"plain": plain_dqn, "lightq": lightq_dqn, "lightq-k1": lightq_k1, "lightq-async": lightq_async}
     if sb3 is not None:
         impls["sb3"] = sb3_dqn
         notes = [f"stable-baselines3 {sb3.__version__}"]

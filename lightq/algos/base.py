@@ -10,10 +10,8 @@ MLP) is skipped. ``training_step`` (one Lightning iteration) is one ``update`` b
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-import threading
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,10 +84,14 @@ class OffPolicyAlgorithm(pl.LightningModule):
             only ``on_train_batch_start``, progress bars and Lightning's own loop bookkeeping see
             iterations. A SIGTERM / Ctrl-C / ``trainer.should_stop`` / ``trainer.max_steps`` still stops
             at the next update. Under DDP or with a ``16-mixed`` loss scaler it is 1 (a warning says so).
-        async_collection: Step the envs on a worker thread while the next update runs
-            (``lightq.interaction.async_collector``): faster, the replay ratio still holds to within one
-            update, but runs are not bitwise reproducible (the worker acts with the parameters of update
-            u or u+1, whichever is current). Vector-observation envs, one process.
+        async_collection: Step the envs in a worker process while the next update runs
+            (``lightq.interaction.async_collector``): the same transitions as synchronous collection, but
+            a batch drawn right after update u misses update u's env steps (stored with the next draw), so
+            the run is not bitwise the synchronous one (it is deterministic). The replay ratio holds to
+            within one update. Vector-observation envs, ``vectorization: sync``, one process, Linux.
+        compile_update: ``torch.compile`` the algorithm's ``td_loss`` (forward, TD target, loss; the
+            backward graph through AOTAutograd); the optimizer step stays eager. Costs a compilation
+            (tens of seconds on CPU) at the first update; implemented for the DQN family.
     """
 
     algorithm_name = "base"
@@ -115,6 +117,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         ddp_batch: DDPBatch = "split",
         updates_per_iteration: int = 8,
         async_collection: bool = False,
+        compile_update: bool = False,
     ) -> None:
         super().__init__()
         self.env_config = _as(EnvConfig, env)
@@ -125,6 +128,9 @@ class OffPolicyAlgorithm(pl.LightningModule):
         if async_collection and self.env_config.id.startswith("ALE/"):
             raise ValueError("async_collection is not supported for Atari (frame replay writes every step): "
                              "set model.async_collection false.")
+        if compile_update and not hasattr(type(self), "td_loss"):
+            raise ValueError(f"compile_update is implemented for the DQN family, not {self.algorithm_name}: "
+                             "set model.compile_update false.")
         if updates_per_iteration < 1:
             raise ValueError(f"updates_per_iteration={updates_per_iteration} must be >= 1.")
         if ddp_batch not in ("split", "per_rank"):
@@ -135,6 +141,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
             "env_steps_per_update": env_steps_per_update, "gamma": gamma, "n_step": n_step,
             "log_every_updates": log_every_updates, "watchdog": self.watchdog, "ddp_batch": ddp_batch,
             "updates_per_iteration": updates_per_iteration, "async_collection": async_collection,
+            "compile_update": compile_update,
         }
         self.automatic_optimization = False
         self.env_steps = 0  # the RL clock: env steps taken (all envs, all ranks)
@@ -148,8 +155,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.last_batch = None  # the batch of the latest update (the Watchdog's evidence)
         self._iteration_updates = 1  # updates per training_step, set in on_train_start
         self._per_update_callbacks: list[pl.Callback] = []
-        self._param_lock = contextlib.nullcontext()  # a threading.Lock with async_collection (see setup)
-        self._launch_collection = None  # AsyncCollector.launch with async_collection
+        self.loss_fn = getattr(self, "td_loss", None)  # compiled in setup with compile_update
         self.watched: dict[str, torch.Tensor] = {}  # the last update's loss / Q-values, for the Watchdog
         self.eval_env = None
         probe = make_env(self.env_config)
@@ -267,8 +273,6 @@ class OffPolicyAlgorithm(pl.LightningModule):
             opts = self.optimizers(use_pl_optimizer=False)
             opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
             opt.zero_grad(set_to_none=True)
-            if self._launch_collection is not None:  # async collector: env steps overlap the GIL-free backward
-                self._launch_collection()
             loss.backward()
             if max_grad_norm is not None:
                 if params is None:
@@ -283,20 +287,16 @@ class OffPolicyAlgorithm(pl.LightningModule):
                 return
             progress = self._trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
             progress.increment_ready()
-            with self._param_lock:  # the async collector's worker never reads half-stepped parameters
-                opt.step()
+            opt.step()
             progress.increment_completed()
             return
         opts = self.optimizers()
         opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
         opt.zero_grad(set_to_none=True)
-        if self._launch_collection is not None:
-            self._launch_collection()
         self.manual_backward(loss)
         if max_grad_norm is not None:
             self.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
-        with self._param_lock:
-            opt.step()
+        opt.step()
 
     def _optimizer_params(self, opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
         cache = self.__dict__.setdefault("_params_cache", {})
@@ -321,6 +321,10 @@ class OffPolicyAlgorithm(pl.LightningModule):
         before it get the same calls from here, in the same order (``_per_update_callbacks``), so env
         steps, evaluation, the watchdog and checkpoint schedules run after every update as with one
         update per iteration. The next batch is drawn after those env steps, as Lightning would.
+
+        DESIGN.md §2 makes ``training_step`` exactly one gradient update; lightq keeps that unit as
+        ``update`` and lets an iteration hold several, because Lightning's per-iteration cost
+        (measured in benchmarks/RESULTS.md) was the largest gap to a plain loop at one update per env step.
         """
         self.update(batch)
         for _ in range(self._iteration_updates - 1):
@@ -388,11 +392,16 @@ class OffPolicyAlgorithm(pl.LightningModule):
             if self.hparams.get("async_collection", False):
                 if self._world > 1:
                     rank_zero_warn("async_collection is not supported under DDP: collecting synchronously.")
+                elif self.env_config.vectorization != "sync":
+                    rank_zero_warn("async_collection needs env.vectorization: sync (the worker process forks the "
+                                   "envs): collecting synchronously.")
                 else:
-                    self._param_lock = threading.Lock()
-                    self.collector = AsyncCollector(self.collector, self._param_lock)
-                    self._launch_collection = self.collector.launch
+                    self.collector = AsyncCollector(self.collector, self)
         self.eval_env = self.make_eval_env()
+        if self.hparams.get("compile_update", False):
+            # fullgraph=False: the loss reads hyper-parameters (Python constants, guarded) and may break the
+            # graph under a debugger; dynamic=False: one batch shape per run.
+            self.loss_fn = torch.compile(self.td_loss, dynamic=False)
         # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
         self.explore_rng = np.random.default_rng([seed, rank, 1])
         self.eval_rng = np.random.default_rng([seed, rank, 2])

@@ -117,15 +117,7 @@ class DQN(OffPolicyAlgorithm):
     def update(self, batch: Batch) -> None:
         hp = self.hparams
         log_now = (self.updates + 1) % hp.log_every_updates == 0
-        q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
-        with torch.no_grad(), float32_math(batch.next_obs.device):  # the TD target in float32 (mixed precision)
-            q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
-            q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
-        out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
-            q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
-            loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
-            with_priorities=batch.index is not None,
-        )
+        out, q_tm1 = self.loss_fn(batch, log_now)  # td_loss: Q_φ(s, ·) and L(Q_φ(s, a), r + γ^k max_a' Q_φ'(s', a'))
         self.gradient_step(out.loss, max_grad_norm=hp.max_grad_norm, q_values=q_tm1)  # φ ← φ − α ∇_φ L
         self.after_update()
         if hp.tau is not None:  # φ' ← (1 − τ) φ' + τ φ
@@ -136,6 +128,24 @@ class DQN(OffPolicyAlgorithm):
             self.replay.update_priorities(batch.index, out.priorities)
         if log_now:
             self.log_metrics({f"train/{k}": float(v) for k, v in out.metrics.items()})
+
+    def td_loss(self, batch: Batch, log_now: bool):
+        """The TD loss of one batch and Q_φ(s, ·): everything of the update before ``backward``.
+
+        ``compile_update`` compiles this function (forward, target, loss and, through AOTAutograd, its
+        backward graph).
+        """
+        hp = self.hparams
+        q_tm1 = self.q_net(batch.obs)  # [B, A]  Q_φ(s, ·)
+        with torch.no_grad(), float32_math(batch.next_obs.device):  # the TD target in float32 (mixed precision)
+            q_t_target = self.target_net(batch.next_obs)  # [B, A]  Q_φ'(s', ·)
+            q_t_online = self.q_net(batch.next_obs) if hp.double_q else None  # [B, A]  Q_φ(s', ·)
+        out = dqn_loss(  # y = r + γ^k (1 − terminated) max_a' Q_φ'(s', a')
+            q_tm1, batch.action, batch.reward, batch.discount, batch.terminated, q_t_target, q_t_online,
+            loss=hp.loss, huber_delta=hp.huber_delta, weights=batch.weight, with_metrics=log_now,
+            with_priorities=batch.index is not None,
+        )
+        return out, q_tm1
 
     def configure_optimizers(self):
         fused = self.device.type == "cpu" or self.device.type == "cuda"

@@ -1,132 +1,277 @@
-"""The asynchronous collector: env steps on a worker thread, overlapped with the next gradient update.
+"""The asynchronous collector: env steps in a worker process, overlapped with the next gradient update.
 
-``async_collection: true`` wraps the ``Collector`` in ``AsyncCollector``. After update u the env steps
-owed to the replay ratio are *submitted* to one worker thread and update u+1 starts at once; the worker
-is joined before the next submission (so at most one chunk is in flight, and the replay ratio still
-holds to within one update's env steps) and before anything reads the collector's state (clocks,
-episode statistics, checkpoints). On CPU the overlap comes from the GIL: torch releases it inside every
-op (the backward pass, the fused Adam step, the layers' kernels), while the worker's env step and
-bookkeeping run in Python.
+``async_collection: true`` replaces the ``Collector`` by ``AsyncCollector``. The worker is a fork of the
+training process made at the first env step: it holds its own copy of the module (so it runs the
+module's own ``warmup_policy`` / ``explore_policy``, exploration generator and noise state) and of the
+synchronous ``Collector`` (env, n-step accumulator, episode statistics). After update u the module
+*submits* the env steps owed to the replay ratio: the current parameters are copied into shared memory,
+and the worker is told how many vector steps to take, with which policy, at which env-step clock (ε and
+noise schedules read it). Update u+1 starts at once; its backward pass and the worker's env steps run on
+two cores. The worker's transitions are joined before the next submission and before anything reads the
+collector's state, and reach the replay buffer with the next draw.
 
-What differs from the synchronous collector (why it is opt-in):
-- a batch drawn right after update u does not yet hold the transitions of update u's env steps (they
-  are stored with the next draw); with ``replay.batches_per_sample`` k this adds one update to the
-  k−1 updates of staleness a batch already has;
-- the worker acts with the parameters current when it runs its forward pass: those of update u, or of
-  update u+1 if the main thread's optimizer step came first. Optimizer steps and the worker's forward
-  pass are serialized by a lock (no torn reads), but which comes first is timing: runs with async
-  collection are not bitwise reproducible. Everything else (seeds, env-step schedule, ε on the clock
-  of the last joined chunk) is as in the synchronous run.
-The module's env-step clock is refreshed when a chunk is joined, so logs and evaluation see it one
-update late. Not supported for Atari (frame replay) or under DDP (a warning falls back to synchronous).
+Why a process and not a thread: on CPU a thread-based worker was measured *slower* than synchronous
+collection (benchmarks/RESULTS.md): the env step and the policy's Python code hold the GIL, and the
+training thread's Python (hook dispatch, optimizer, op dispatch) waited for it.
+
+What differs from synchronous collection:
+- a batch drawn right after update u does not hold update u's transitions (they are stored with the next
+  draw): with ``replay.batches_per_sample`` k this adds one update to the k−1 updates of staleness a batch
+  already has. The transitions themselves are those of the synchronous run: the worker acts with the
+  parameters of update u, the same generators and the same clock. Runs are deterministic for a seed;
+- the module's env-step clock moves when a chunk is joined: logs and evaluation see it one update late;
+- the watchdog checks rewards and observations when a chunk is joined (the env step it names is the
+  chunk's last);
+- a checkpoint holds no env/collector state of the worker: a resumed run starts new episodes (warned).
+Supported: vector-observation envs with ``env.vectorization: sync`` in one process (not Atari, not DDP),
+on a platform with ``fork`` (Linux).
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing as mp
+import signal
+import traceback
 
-from lightq.interaction.collector import Collector, Policy
+import numpy as np
+import torch
+
+from lightq.interaction.collector import Collector
+from lightq.reliability.faults import EnvFaultError
 
 __all__ = ["AsyncCollector"]
 
 
+def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.Tensor]) -> None:
+    """The worker's loop: one message per chunk, ``("step", policy_name, vector_steps, clock)``."""
+    parent_end.close()  # the fork's copy of the training process's end: without it, EOF never comes
+    # The fork inherited the training process's handlers (Lightning's SIGTERM flag, lightq's Ctrl-C
+    # checkpointing): the worker must die on SIGTERM (multiprocessing's exit path) and leave Ctrl-C to
+    # the training process, which stops it through ``close``.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # the training process keeps the cores; libgomp pools do not survive fork
+    module.collector = collector  # the policies read episode state (OU noise restarts) from the collector
+    params = [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+    collector.check_data = None  # the parent checks joined chunks (its Watchdog reports from its process)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the training process is gone
+            return
+        if message[0] == "close":
+            return
+        _, policy_name, vector_steps, clock = message
+        try:
+            with torch.no_grad():
+                torch._foreach_copy_(params, shared)
+            module.env_steps = clock
+            collector.step(getattr(module, policy_name), vector_steps)
+            staged, collector._staged = collector._staged, []
+            conn.send(("ok", staged, collector.pop_finished_episodes(), collector.env_steps, collector.episodes))
+        except EnvFaultError as error:
+            conn.send(("env_fault", error.call, error.env_step, _portable_exception(error.__cause__)))
+        except BaseException as error:  # noqa: BLE001  (reported to the parent, which raises)
+            conn.send(("error", _portable_exception(error), traceback.format_exc()))
+
+
+def _portable_exception(error: BaseException | None) -> BaseException:
+    try:
+        import pickle
+
+        pickle.dumps(error)
+        return error
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
 class AsyncCollector:
-    """A ``Collector`` whose ``step`` runs on a worker thread; every other access joins the worker first.
+    """A ``Collector`` driven in a forked worker process; see the module docstring.
 
     Args:
-        collector: The synchronous collector to drive.
-        lock: Held by the worker around each policy call; the module holds it around optimizer steps.
+        collector: The synchronous collector (not yet stepped); the worker gets its copy at the fork.
+        module: The training module; the worker gets its copy at the fork and runs its policies.
     """
 
-    _OWN = frozenset({"inner", "lock", "num_envs", "device", "buffer", "_executor", "_future", "_flushable",
-                      "_worker", "_pending"})
+    def __init__(self, collector: Collector, module) -> None:
+        if mp.get_start_method(allow_none=True) not in (None, "fork") and "fork" not in mp.get_all_start_methods():
+            raise RuntimeError("async_collection needs the 'fork' start method (Linux).")
+        self.inner = collector
+        self.module = module
+        self.num_envs = collector.num_envs
+        self.device = collector.device
+        self.buffer = collector.buffer
+        self.env_id = collector.env_id
+        self.check_data = None  # set by the Watchdog: run on joined chunks
+        self._env_steps = 0
+        self._episodes = 0
+        self._joined: list[dict[str, np.ndarray]] = []  # staged transitions of joined chunks
+        self._finished_joined: list[tuple[float, int]] = []
+        self.nstep = collector.nstep  # empty in this process once the worker runs
+        self._in_flight = False
+        self._process = None
+        self._conn = None
+        self._shared: list[torch.Tensor] = []
+        self._params: list[torch.Tensor] = []
 
-    def __init__(self, collector: Collector, lock: threading.Lock) -> None:
-        object.__setattr__(self, "inner", collector)
-        object.__setattr__(self, "lock", lock)
-        object.__setattr__(self, "num_envs", collector.num_envs)
-        object.__setattr__(self, "device", collector.device)
-        object.__setattr__(self, "buffer", collector.buffer)
-        object.__setattr__(self, "_executor", ThreadPoolExecutor(1, thread_name_prefix="lightq-collector"))
-        object.__setattr__(self, "_future", None)
-        object.__setattr__(self, "_flushable", 0)  # staged chunks of joined work: what flush may store
-        object.__setattr__(self, "_worker", None)  # the worker thread's ident
-        object.__setattr__(self, "_pending", None)  # a submitted chunk not yet started (see launch)
-
-    # -- the in-flight chunk ----------------------------------------------------------------------------
-    def step(self, policy: Policy, num_vector_steps: int = 1) -> int:
-        """Join the previous chunk and queue ``num_vector_steps`` vector steps; returns at once.
-
-        The chunk starts on the worker at the next ``launch`` (the module calls it right before its next
-        ``backward``: the autograd engine runs without the GIL, so the worker's Python env steps and the
-        main thread's backward pass run at the same time instead of taking turns on the GIL).
-        """
+    # Reading the clocks or the staged transitions joins the chunk in flight first.
+    @property
+    def env_steps(self) -> int:
         self.wait()
+        return self._env_steps
 
-        def locked_policy(obs):
-            with self.lock:
-                return policy(obs)
+    @env_steps.setter
+    def env_steps(self, value: int) -> None:
+        self._env_steps = value
 
-        def run() -> None:
-            object.__setattr__(self, "_worker", threading.get_ident())
-            self.inner.step(locked_policy, num_vector_steps)
+    @property
+    def episodes(self) -> int:
+        self.wait()
+        return self._episodes
 
-        object.__setattr__(self, "_pending", run)
-        return num_vector_steps * self.num_envs
+    @episodes.setter
+    def episodes(self, value: int) -> None:
+        self._episodes = value
 
-    def launch(self) -> None:
-        """Start the queued chunk on the worker thread (no-op when none is queued)."""
-        run = self._pending
-        if run is not None:
-            object.__setattr__(self, "_pending", None)
-            object.__setattr__(self, "_future", self._executor.submit(run))
+    @property
+    def _staged(self) -> list[dict[str, np.ndarray]]:
+        self.wait()
+        return self._joined
 
-    def wait(self) -> None:
-        """Join the in-flight chunk (re-raising its exception, e.g. ``EnvFaultError``) and release its data."""
-        if threading.get_ident() == self._worker:
-            return
-        self.launch()  # queued but never launched (no update came): run it now
-        future: Future | None = self._future
-        if future is None:
-            return
-        object.__setattr__(self, "_future", None)
-        try:
-            future.result()
-        finally:
-            object.__setattr__(self, "_flushable", len(self.inner._staged))
+    @_staged.setter
+    def _staged(self, value) -> None:
+        self._joined = list(value)
+
+    @property
+    def _finished(self) -> list[tuple[float, int]]:
+        self.wait()
+        return self._finished_joined
+
+    @_finished.setter
+    def _finished(self, value) -> None:
+        self._finished_joined = list(value)
+
+    # Episode state lives in the worker once it runs: a checkpoint then holds none (a resume starts new
+    # episodes); before, it is the synchronous collector's (a resume from a synchronous run's checkpoint).
+    @property
+    def _obs(self):
+        return None if self._process is not None else self.inner._obs
+
+    @_obs.setter
+    def _obs(self, value) -> None:
+        self.inner._obs = value
+
+    @property
+    def _ep_return(self):
+        return self.inner._ep_return
+
+    @property
+    def _ep_length(self):
+        return self.inner._ep_length
+
+    @property
+    def env(self):
+        return self.inner.env
+
+    @property
+    def seed(self) -> int:
+        return self.inner.seed
+
+    @property
+    def rank(self) -> int:
+        return self.inner.rank
 
     @property
     def in_flight(self) -> bool:
-        return self._future is not None or self._pending is not None
+        return self._in_flight
 
-    # -- storing ----------------------------------------------------------------------------------------
-    def flush(self) -> int:
-        """Store the staged transitions of joined chunks (never those of the chunk in flight)."""
-        k = self._flushable
-        if k == 0:
-            return 0
-        staged = self.inner._staged
-        chunks = staged[:k]
-        del staged[:k]  # the worker only appends: both are single list operations under the GIL
-        object.__setattr__(self, "_flushable", 0)
-        return self.inner.write(chunks)
+    def _start(self) -> None:
+        state = [t for t in self.module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+        self._params = state
+        self._shared = [t.detach().to("cpu", copy=True).share_memory_() for t in state]
+        self.inner.env_steps = self._env_steps
+        self.inner.episodes = self._episodes
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_worker, args=(child, self._conn, self.module, self.inner, self._shared),
+                                    name="lightq-collector", daemon=True)
+        self._process.start()
+        child.close()
 
-    # -- everything else: the synchronous collector, after joining --------------------------------------
-    def __getattr__(self, name: str):
+    # -- submitting and joining ------------------------------------------------------------------------
+    def step(self, policy, num_vector_steps: int = 1) -> int:
+        """Join the chunk in flight, then start ``num_vector_steps`` vector steps in the worker; returns at once."""
         self.wait()
-        return getattr(self.inner, name)
+        if self._process is None:
+            self._start()
+        name = getattr(policy, "__name__", None)
+        if getattr(self.module, name or "", None) != policy:
+            raise ValueError("async_collection runs the module's own policies (warmup_policy, explore_policy), "
+                             f"not {policy!r}.")
+        with torch.no_grad():  # the parameters of the last update (state_dict tensors share their storage)
+            torch._foreach_copy_(self._shared, [t.detach() for t in self._params])
+        self._conn.send(("step", name, num_vector_steps, self.module.env_steps))
+        self._in_flight = True
+        return num_vector_steps * self.num_envs
 
-    def __setattr__(self, name: str, value) -> None:
-        if name in self._OWN:
-            object.__setattr__(self, name, value)
+    def wait(self) -> None:
+        """Join the chunk in flight: its transitions are staged, the clocks and episode statistics move."""
+        if not self._in_flight:
             return
+        self._in_flight = False
+        try:
+            reply = self._conn.recv()
+        except EOFError as exc:
+            raise EnvFaultError(self.env_id, "step", self._env_steps,
+                                RuntimeError("the collector process died")) from exc
+        if reply[0] == "env_fault":
+            _, call, env_step, cause = reply
+            raise EnvFaultError(self.env_id, call, env_step, cause) from cause
+        if reply[0] == "error":
+            _, error, text = reply
+            raise RuntimeError(f"The async collector's worker failed:\n{text}") from error
+        _, staged, finished, env_steps, episodes = reply
+        if self.check_data is not None:
+            for chunk in staged:
+                self.check_data(chunk["reward"], chunk["next_obs"], chunk, env_steps)
+        self._joined.extend(staged)
+        self._finished_joined.extend(finished)
+        self._env_steps, self._episodes = env_steps, episodes
+
+    # -- the Collector interface the module and callbacks use -----------------------------------------
+    def flush(self) -> int:
+        """Store the transitions of joined chunks (never the chunk in flight: what a draw sees is deterministic)."""
+        staged, self._joined = self._joined, []
+        return self.inner.write(staged)
+
+    def pop_finished_episodes(self) -> list[tuple[float, int]]:
         self.wait()
-        setattr(self.inner, name, value)
+        done, self._finished_joined = self._finished_joined, []
+        return done
+
+    def reset(self) -> None:
+        self.wait()
+
+    def state_dict(self) -> dict:
+        self.wait()
+        return {"env_steps": self._env_steps, "episodes": self._episodes,
+                "ep_return": torch.zeros(self.num_envs, dtype=torch.float64),
+                "ep_length": torch.zeros(self.num_envs, dtype=torch.int64), "nstep": self.nstep.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._env_steps = int(state["env_steps"])
+        self._episodes = int(state["episodes"])
+        self.inner.load_state_dict(state)
 
     def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._executor.shutdown(wait=True)
-            self.inner.close()
+        if self._process is not None:
+            try:
+                self._in_flight = False
+                self._conn.send(("close",))
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+            self._process = None
+        self.inner.close()
