@@ -9,7 +9,8 @@ Adam lr 1e-3 for both, MSE critic loss, γ 0.99, batch, buffer holding the whole
 during warm-up, one update per env step (critic step, actor step, Polyak τ 0.005 on both targets),
 Gaussian exploration noise σ 0.1 × max action, the same warm-up and env steps; evaluation off.
     plain:  follows CleanRL's ddpg_continuous_action.py with a preallocated torch ring buffer.
-    lightq: ``lightq.algos.DDPG`` under ``Trainer.fit``.
+    lightq: ``lightq.algos.DDPG`` under ``Trainer.fit`` (defaults: ``updates_per_iteration`` 8, synchronous).
+    lightq-async: the same with ``async_collection=True`` (env steps in a forked worker process).
     sb3:    ``stable_baselines3.DDPG("MlpPolicy")`` (SB3's TD3 with one critic, ``policy_delay=1`` and the
             target-action noise clipped to 0): SB3's Monitor + DummyVecEnv around the env, its numpy
             ReplayBuffer, ``NormalActionNoise(0, 0.1)`` added in SB3's [-1, 1]-scaled action space (= σ 0.1 ×
@@ -18,7 +19,7 @@ Gaussian exploration noise σ 0.1 × max action, the same warm-up and env steps;
 Settings (the setting named ``sb3`` uses SB3's default sizes; every setting runs all three impls):
     shipped: 64-64 nets, batch 128 (configs/ddpg/pendulum.yaml)
     sb3:     400-300 nets, batch 256 (SB3's DDPG defaults on Pendulum)
-Rounds of (plain, lightq, sb3) back to back, medians reported. Times are whole runs (lightq: ``Trainer.fit``,
+Rounds of every impl back to back; medians, and per pair the median of the within-round ratios. Times are whole runs (lightq: ``Trainer.fit``,
 its setup included; sb3: the ``DDPG(...)`` construction, which makes the env, the buffer and the networks,
 plus ``model.learn``). Per setting ``ratio lightq/plain: X.XX`` and ``ratio lightq/sb3: X.XX``; then the
 lowest ``ratio lightq/sb3`` and last the lowest ``ratio lightq/plain``.
@@ -107,15 +108,22 @@ def plain_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
     return time.perf_counter() - t0, updates, cfg["total"]
 
 
-def lightq_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+def lightq_ddpg(cfg: dict, seed: int = 0, **options) -> tuple[float, int, int]:
+    """lightq's DDPG with its defaults (``updates_per_iteration`` 8, synchronous collection) unless ``options``."""
     model = DDPG(
         env={"id": "Pendulum-v1"},
         replay={"capacity": cfg["total"], "batch_size": cfg["batch"]},
         evaluation={"every_env_steps": None},
         hidden=cfg["hidden"], noise={"sigma": 0.1}, seed=seed,
         total_env_steps=cfg["total"], learning_starts_env_steps=cfg["starts"], log_every_updates=1000,
+        **options,
     )
     return harness.time_fit(model)
+
+
+def lightq_async(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
+    """The asynchronous collector (``async_collection``: env steps in a worker process)."""
+    return lightq_ddpg(cfg, seed, async_collection=True)
 
 
 def sb3_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
@@ -144,7 +152,7 @@ def sb3_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
 
 
 def main() -> None:
-    impls = {"plain": plain_ddpg, "lightq": lightq_ddpg}
+    impls = {"plain": plain_ddpg, "lightq": lightq_ddpg, "lightq-async": lightq_async}
     if sb3 is not None:
         impls["sb3"] = sb3_ddpg
         notes = [f"stable-baselines3 {sb3.__version__}"]
