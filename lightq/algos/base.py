@@ -540,9 +540,11 @@ class OffPolicyAlgorithm(pl.LightningModule):
 
     # -- checkpoint ---------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if isinstance(self.collector, AsyncCollector):  # join the chunk in flight: a consistent state
+        is_async = isinstance(self.collector, AsyncCollector)
+        if is_async:  # join the chunk in flight: a consistent state
             self.sync_env_steps()
         checkpoint["lightq"] = {
+            "async_collection": is_async,  # episode state lives in the worker: not in this checkpoint
             "algorithm": self.algorithm_name,
             "env_steps": self.env_steps,
             "updates": self.updates,
@@ -617,3 +619,6 @@ class OffPolicyAlgorithm(pl.LightningModule):
             )
         if state.get("resume") is not None:
             restore_state(self, state["resume"])
+        if state.get("async_collection"):
+            rank_zero_warn("RESUME IS NOT EXACT: this checkpoint was written with async_collection, whose worker "
+                           "process holds the episodes in flight; every env starts a new episode now.")

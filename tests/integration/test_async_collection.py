@@ -97,3 +97,26 @@ def test_env_fault_on_the_worker_surfaces_in_the_main_thread() -> None:
 def test_async_collection_is_refused_for_atari() -> None:
     with pytest.raises(ValueError, match="async_collection is not supported for Atari"):
         DQN(env={"id": "ALE/Pong-v5"}, async_collection=True)
+
+
+def test_async_checkpoint_resumes_with_a_warning(tmp_path) -> None:
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    def model():
+        return DQN(env={"id": "CartPole-v1"}, replay={"capacity": 2000, "batch_size": 16},
+                   evaluation={"every_env_steps": None}, total_env_steps=400, learning_starts_env_steps=200,
+                   async_collection=True)
+
+    first = model()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_steps=100,
+                         callbacks=[ModelCheckpoint(dirpath=tmp_path, save_last=True)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(first)
+    resumed = model()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    with pytest.warns(UserWarning, match="written with async_collection"):
+        trainer.fit(resumed, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.updates >= 100 and resumed.env_steps >= 300  # restored clocks
