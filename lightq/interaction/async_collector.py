@@ -30,6 +30,7 @@ on a platform with ``fork`` (Linux).
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import signal
 import traceback
 
@@ -77,12 +78,23 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
 
 def _portable_exception(error: BaseException | None) -> BaseException:
     try:
-        import pickle
-
         pickle.dumps(error)
         return error
     except Exception:  # noqa: BLE001
         return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _joined_field(name: str) -> property:
+    """An attribute of the joined state: reading it first joins the chunk in flight; writing sets it."""
+
+    def get(self):
+        self.wait()
+        return getattr(self, name)
+
+    def set(self, value) -> None:
+        setattr(self, name, list(value) if isinstance(value, list) else value)
+
+    return property(get, set)
 
 
 class AsyncCollector:
@@ -115,41 +127,10 @@ class AsyncCollector:
         self._params: list[torch.Tensor] = []
 
     # Reading the clocks or the staged transitions joins the chunk in flight first.
-    @property
-    def env_steps(self) -> int:
-        self.wait()
-        return self._env_steps
-
-    @env_steps.setter
-    def env_steps(self, value: int) -> None:
-        self._env_steps = value
-
-    @property
-    def episodes(self) -> int:
-        self.wait()
-        return self._episodes
-
-    @episodes.setter
-    def episodes(self, value: int) -> None:
-        self._episodes = value
-
-    @property
-    def _staged(self) -> list[dict[str, np.ndarray]]:
-        self.wait()
-        return self._joined
-
-    @_staged.setter
-    def _staged(self, value) -> None:
-        self._joined = list(value)
-
-    @property
-    def _finished(self) -> list[tuple[float, int]]:
-        self.wait()
-        return self._finished_joined
-
-    @_finished.setter
-    def _finished(self, value) -> None:
-        self._finished_joined = list(value)
+    env_steps = _joined_field("_env_steps")
+    episodes = _joined_field("_episodes")
+    _staged = _joined_field("_joined")
+    _finished = _joined_field("_finished_joined")
 
     # Episode state lives in the worker once it runs: a checkpoint then holds none (a resume starts new
     # episodes); before, it is the synchronous collector's (a resume from a synchronous run's checkpoint).
@@ -187,7 +168,7 @@ class AsyncCollector:
 
     def _start(self) -> None:
         state = [t for t in self.module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
-        self._params = state
+        self._params = [t.detach() for t in state]  # views of the live tensors (updated in place)
         self._shared = [t.detach().to("cpu", copy=True).share_memory_() for t in state]
         self.inner.env_steps = self._env_steps
         self.inner.episodes = self._episodes
@@ -209,7 +190,7 @@ class AsyncCollector:
             raise ValueError("async_collection runs the module's own policies (warmup_policy, explore_policy), "
                              f"not {policy!r}.")
         with torch.no_grad():  # the parameters of the last update (state_dict tensors share their storage)
-            torch._foreach_copy_(self._shared, [t.detach() for t in self._params])
+            torch._foreach_copy_(self._shared, self._params)
         self._conn.send(("step", name, num_vector_steps, self.module.env_steps))
         self._in_flight = True
         return num_vector_steps * self.num_envs
@@ -248,9 +229,6 @@ class AsyncCollector:
         self.wait()
         done, self._finished_joined = self._finished_joined, []
         return done
-
-    def reset(self) -> None:
-        self.wait()
 
     def state_dict(self) -> dict:
         self.wait()
