@@ -9,7 +9,7 @@ Adam lr 1e-3 for both, MSE critic loss, γ 0.99, batch, buffer holding the whole
 during warm-up, one update per env step (critic step, actor step, Polyak τ 0.005 on both targets),
 Gaussian exploration noise σ 0.1 × max action, the same warm-up and env steps; evaluation off.
     plain:  follows CleanRL's ddpg_continuous_action.py with a preallocated torch ring buffer.
-    lightq: ``lightq.algos.DDPG`` under ``Trainer.fit`` (defaults: ``updates_per_iteration`` 8, synchronous).
+    lightq: ``lightq.algos.DDPG`` under ``Trainer.fit`` (defaults: ``updates_per_iteration`` 16, synchronous).
     lightq-async: the same with ``async_collection=True`` (env steps in a forked worker process).
     sb3:    ``stable_baselines3.DDPG("MlpPolicy")`` (SB3's TD3 with one critic, ``policy_delay=1`` and the
             target-action noise clipped to 0): SB3's Monitor + DummyVecEnv around the env, its numpy
@@ -109,7 +109,7 @@ def plain_ddpg(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
 
 
 def lightq_ddpg(cfg: dict, seed: int = 0, **options) -> tuple[float, int, int]:
-    """lightq's DDPG with its defaults (``updates_per_iteration`` 8, synchronous collection) unless ``options``."""
+    """lightq's DDPG with its defaults (``updates_per_iteration`` 16, synchronous collection) unless ``options``."""
     model = DDPG(
         env={"id": "Pendulum-v1"},
         replay={"capacity": cfg["total"], "batch_size": cfg["batch"]},

@@ -8,7 +8,7 @@ All sides: CartPole-v1 (one env), MLP 120-84 (ReLU), Adam lr 2.5e-4 (fused), Hub
 clip 10, γ 0.99, the same buffer capacity, batch, replay ratio, target period, warm-up and env steps,
 random actions during warm-up, ε 1.0 → 0.05 linearly over the first half of the env steps; evaluation off.
     plain:  CleanRL's dqn.py structure with a preallocated torch ring buffer (no TorchRL, no Lightning).
-    lightq: ``lightq.algos.DQN`` under ``Trainer.fit`` with its defaults (``updates_per_iteration`` 8,
+    lightq: ``lightq.algos.DQN`` under ``Trainer.fit`` with its defaults (``updates_per_iteration`` 16,
             synchronous collection: the same run, update for update, as one update per iteration).
     lightq-k1: the same with ``updates_per_iteration=1`` (Lightning's loop around every update).
     lightq-async: the defaults plus ``async_collection=True`` (env steps in a forked worker process).
@@ -113,7 +113,7 @@ def plain_dqn(cfg: dict, seed: int = 0) -> tuple[float, int, int]:
 
 
 def lightq_dqn(cfg: dict, seed: int = 0, **options) -> tuple[float, int, int]:
-    """lightq's DQN with its defaults (``updates_per_iteration`` 8, synchronous collection) unless ``options``."""
+    """lightq's DQN with its defaults (``updates_per_iteration`` 16, synchronous collection) unless ``options``."""
     model = DQN(
         env={"id": "CartPole-v1"},
         replay={"capacity": cfg["capacity"], "batch_size": cfg["batch"]},

@@ -4,7 +4,7 @@ Subclasses build their networks in ``__init__`` (from ``self.observation_space``
 and implement ``update`` (exactly one gradient update), ``explore_policy`` and ``greedy_policy``.
 Optimization is manual: ``update`` reads like the lecture's pseudo-code, DDPG's two optimizers
 fit the same shape, and Lightning's automatic-optimization closure (measurable per update on a small
-MLP) is skipped. ``training_step`` (one Lightning iteration) runs ``updates_per_iteration`` (default 8)
+MLP) is skipped. ``training_step`` (one Lightning iteration) runs ``updates_per_iteration`` (default 16)
 ``update`` calls with the per-update callbacks in between (see there).
 """
 
@@ -52,6 +52,18 @@ def _as(cls, value):
             raise ValueError(f"Unknown {cls.__name__} keys {sorted(unknown)}; valid keys: {sorted(known)}.")
         return cls(**value)
     raise TypeError(f"Expected {cls.__name__} or dict, got {type(value).__name__}.")
+
+
+def _watch_keys(optimizer_index: int) -> tuple[str, str, str]:
+    """The ``module.watched`` names of one optimizer's loss, Q-values and gradient norm (made once)."""
+    keys = _WATCH_KEYS.get(optimizer_index)
+    if keys is None:
+        keys = _WATCH_KEYS[optimizer_index] = tuple(
+            f"{what} (optimizer {optimizer_index})" for what in ("loss", "q_values", "gradient norm"))
+    return keys
+
+
+_WATCH_KEYS: dict[int, tuple[str, str, str]] = {}
 
 
 class OffPolicyAlgorithm(pl.LightningModule):
@@ -115,7 +127,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         log_every_updates: int = 100,
         watchdog: WatchdogConfig | None = None,
         ddp_batch: DDPBatch = "split",
-        updates_per_iteration: int = 8,
+        updates_per_iteration: int = 16,
         async_collection: bool = False,
         compile_update: bool = False,
     ) -> None:
@@ -266,19 +278,23 @@ class OffPolicyAlgorithm(pl.LightningModule):
         params: list[torch.nn.Parameter] | None = None, q_values: torch.Tensor | None = None,
     ) -> None:
         """zero_grad → backward → clip the global grad norm → step, for one of the module's optimizers."""
-        self.watched[f"loss (optimizer {optimizer_index})"] = loss
+        keys = _watch_keys(optimizer_index)
+        watched = self.watched
+        # Detached: the Watchdog reads values only, and a kept reference to the loss would keep the
+        # update's autograd graph alive until the next update.
+        watched[keys[0]] = loss.detach()
         if q_values is not None:
-            self.watched[f"q_values (optimizer {optimizer_index})"] = q_values
+            watched[keys[1]] = q_values.detach()
         if self._direct_optimization():
             opts = self.optimizers(use_pl_optimizer=False)
             opt = opts[optimizer_index] if isinstance(opts, (list, tuple)) else opts
-            opt.zero_grad(set_to_none=True)
+            opt_params = self._optimizer_params(opt)
+            for p in opt_params:  # opt.zero_grad(set_to_none=True), without its profiler scope (~10 µs here)
+                p.grad = None
             loss.backward()
             if max_grad_norm is not None:
-                if params is None:
-                    params = self._optimizer_params(opt)
-                self.watched[f"gradient norm (optimizer {optimizer_index})"] = torch.nn.utils.clip_grad_norm_(
-                    params, max_grad_norm, foreach=True
+                watched[keys[2]] = torch.nn.utils.clip_grad_norm_(
+                    opt_params if params is None else params, max_grad_norm, foreach=True
                 )
             # Keep Lightning's step counter (trainer.global_step: checkpoint and logging schedules) as
             # LightningOptimizer.step would: one count per optimizer step.
@@ -327,16 +343,25 @@ class OffPolicyAlgorithm(pl.LightningModule):
         here, against a ~1.1 ms small-MLP update) is then paid once per k updates (benchmarks/RESULTS.md).
         """
         self.update(batch)
+        if self._iteration_updates == 1:
+            self.last_batch = batch
+            return
+        trainer, replay, callbacks = self.trainer, self.replay, self._per_update_callbacks
+        device_type = self.device.type
+        autocast = torch.is_autocast_enabled(device_type)  # mixed precision: Lightning autocasts training_step
         for _ in range(self._iteration_updates - 1):
-            trainer = self.trainer
-            if (self.replay.served >= self.replay.num_updates or trainer.should_stop or trainer.received_sigterm
+            if (replay.served >= replay.num_updates or trainer.should_stop or trainer.received_sigterm
                     or 0 <= trainer.max_steps <= trainer.global_step):
                 break
             self.last_batch = batch
-            with torch.autocast(self.device.type, enabled=False):  # env steps act in full precision, as outside
-                for callback in self._per_update_callbacks:
+            if autocast:
+                with torch.autocast(device_type, enabled=False):  # env steps act in full precision, as outside
+                    for callback in callbacks:
+                        callback.on_train_batch_end(trainer, self, None, batch, batch_idx)
+            else:
+                for callback in callbacks:
                     callback.on_train_batch_end(trainer, self, None, batch, batch_idx)
-            batch = self.replay.next_batch()
+            batch = replay.next_batch()
             self.update(batch)
         self.last_batch = batch
 
@@ -482,11 +507,11 @@ class OffPolicyAlgorithm(pl.LightningModule):
         """The evaluation policy (greedy unless the algorithm declares otherwise)."""
         return self.greedy_policy(obs)
 
-    @torch.inference_mode()
     def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
         """``greedy_policy`` on a numpy batch, back to numpy."""
         device = self.collector.device if self.collector is not None else self.device  # no collector: evaluate
-        return self.greedy_policy(torch.as_tensor(obs, device=device)).cpu().numpy()
+        with torch.inference_mode():
+            return self.greedy_policy(torch.as_tensor(obs, device=device)).cpu().numpy()
 
     def exploration_metrics(self) -> dict[str, float]:
         return {}

@@ -171,11 +171,16 @@ class DQN(OffPolicyAlgorithm):
         # The coin flips come first, so the Q-network runs only when some env acts greedily (with ε
         # near 1 early in training most steps need no forward pass).
         u = rng.random((2, obs.shape[0]))  # one call: coin flips and random actions (Generator.integers is slow)
+        if obs.shape[0] == 1:  # one env: the same draws, Python scalars instead of array ops
+            if u[0, 0] < epsilon:
+                return (u[1] * self.num_actions).astype(np.int64)
+            return self.greedy_actions(obs)
         explore = u[0] < epsilon
         random = (u[1] * self.num_actions).astype(np.int64)
         if explore.all():
             return random
-        return np.where(explore, random, self.greedy_actions(obs))
+        greedy = self.greedy_actions(obs)
+        return np.where(explore, random, greedy) if explore.any() else greedy
 
     def explore_policy(self, obs: np.ndarray) -> np.ndarray:
         return self._epsilon_greedy(obs, self.epsilon(), self.explore_rng)

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-__all__ = ["EnvConfig", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env"]
+__all__ = ["EnvConfig", "LeanSyncVectorEnv", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env"]
 
 
 @dataclass
@@ -114,13 +114,54 @@ def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
         # with copy=False it returns its own buffer, overwritten by the next step: lightq.interaction.Collector
         # copies it (np.ndarray.copy) before keeping it.
         vector_kwargs["copy"] = False
-    return gym.make_vec(
+    env = gym.make_vec(
         config.id,
         num_envs=config.num_envs,
         vectorization_mode=config.vectorization,
         vector_kwargs=vector_kwargs,
         **kwargs,
     )
+    if type(env) is gym.vector.SyncVectorEnv and LeanSyncVectorEnv.handles(env):
+        # gymnasium built and seeded-to-be the env; only ``step`` changes (same attributes, so the class
+        # is switched rather than the env rebuilt by hand: make_vec's spec and wrapper handling stay theirs).
+        env.__class__ = LeanSyncVectorEnv
+    return env
+
+
+class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
+    """gymnasium's ``SyncVectorEnv`` with a leaner ``step`` for SAME_STEP autoreset, ``copy=False`` and Box
+    observations (``make_vec_env`` switches the class of the env ``gym.make_vec`` built).
+
+    ``step`` makes the same calls on the sub-envs in the same order and returns the same values
+    (observation buffer, copies of rewards/terminations/truncations, infos with ``final_obs``/``final_info``
+    and masks) as ``SyncVectorEnv.step``; it skips the generic per-step dispatch (``iterate`` over the action
+    space, ``concatenate`` into the buffer, ``_add_info`` of empty infos): ~20 µs of a ~30 µs one-env
+    CartPole step on this CPU. ``tests/unit/test_lean_vector_env.py`` checks it against ``SyncVectorEnv``.
+    """
+
+    @staticmethod
+    def handles(env: gym.vector.SyncVectorEnv) -> bool:
+        return (env.autoreset_mode == AutoresetMode.SAME_STEP and not env.copy
+                and isinstance(env.single_observation_space, gym.spaces.Box)
+                and isinstance(env.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)))
+
+    def step(self, actions):
+        if not self.handles(self):
+            return super().step(actions)
+        infos: dict = {}
+        observations, rewards, terminations, truncations = (
+            self._observations, self._rewards, self._terminations, self._truncations)
+        for i, env in enumerate(self.envs):
+            obs, rewards[i], terminations[i], truncations[i], env_info = env.step(actions[i])
+            if terminations[i] or truncations[i]:
+                infos = self._add_info(infos, {"final_obs": obs, "final_info": env_info}, i)
+                obs, env_info = env.reset()
+            if env_info:
+                infos = self._add_info(infos, env_info, i)
+            self._env_obs[i] = obs
+            observations[i] = obs
+        self._autoreset_envs = np.logical_or(terminations, truncations)
+        return observations, np.copy(rewards), np.copy(terminations), np.copy(truncations), infos
 
 
 def check_spaces(

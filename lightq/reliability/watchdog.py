@@ -140,6 +140,7 @@ class Watchdog(pl.Callback):
     def __init__(self, config: WatchdogConfig) -> None:
         self.config = config
         self.divergences = 0
+        self._limits: dict[str, float] = {}  # per watched name (``_limit``), made once
 
     def on_fit_start(self, trainer, module) -> None:
         if self.config.check_env and module.collector is not None:
@@ -171,21 +172,27 @@ class Watchdog(pl.Callback):
     def check_update(self, module) -> tuple[str, str] | None:
         """(tensor name, problem) for the first watched tensor that is non-finite or exploding.
 
-        The peak |value| of each watched tensor against its limit (a few µs per tensor on CPU; one
-        sync per tensor on a GPU, so raise ``check_every_updates`` there); only a failure pays for the
-        per-tensor description. The gradient norm is the one the clipping step
+        The peak |value| of each watched tensor against its limit (~8 µs for the three tensors of a DQN
+        update on CPU here; one sync per tensor on a GPU, so raise ``check_every_updates`` there); only a
+        failure pays for the per-tensor description. (Stacking the peaks for a single sync was measured
+        4× slower on CPU.) The gradient norm is the one the clipping step
         measured (``max_grad_norm`` set); without clipping, gradients are not inspected (a bad gradient
         shows up in the next update's loss and Q-values).
         """
+        limits = self._limits
         for name, value in module.watched.items():
-            value = value.detach()
             if value.numel() == 1:
-                peak = abs(float(value))
-            else:  # one kernel for both ends; NaN propagates into min/max
+                peak = abs(value.item())
+            elif value.is_floating_point():  # one kernel for both ends; NaN propagates into both
                 low, high = torch.aminmax(value)
-                peak = max(abs(float(low)), abs(float(high))) if value.is_floating_point() else 0.0
-            if not peak <= self._limit(name):  # also true for NaN
-                return name, describe(value.float(), self._limit(name))
+                peak = max(-low.item(), high.item())
+            else:
+                continue
+            limit = limits.get(name)
+            if limit is None:
+                limit = limits[name] = self._limit(name)
+            if not peak <= limit:  # also true for NaN
+                return name, describe(value.detach().float(), limit)
         return None
 
     def _limit(self, name: str) -> float:

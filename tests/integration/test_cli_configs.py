@@ -83,7 +83,7 @@ def test_command_line_overrides_and_config_artifact(in_tmp):
         "experiment_id": run.info.experiment_id, "run_id": run.info.run_id,
     }
     # The resolved config holds every default, not only what the YAML set.
-    assert init["replay"]["batches_per_sample"] == 8 and init["n_step"] == 1
+    assert init["replay"]["batches_per_sample"] == 16 and init["n_step"] == 1
 
 
 def test_tracking_uri_from_environment(in_tmp, monkeypatch):
