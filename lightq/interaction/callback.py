@@ -24,9 +24,11 @@ class EnvInteractionCallback(pl.Callback):
 
     def __init__(self) -> None:
         self._last = (0.0, 0, 0)  # (time, env_steps, updates) at the last perf log
+        self._schedule = (0, 1.0, 1)  # (learning_starts_env_steps, global env steps per update, log period)
 
     def on_train_start(self, trainer: pl.Trainer, module) -> None:
         start = module.hparams.learning_starts_env_steps
+        self._schedule = (start, module.global_env_steps_per_update, module.hparams.log_every_updates)
         collector = module.collector
         check_lockstep(module, collector.env_steps, module.updates)
         module.collect_until(start, module.warmup_policy)  # the global clock (all ranks)
@@ -42,12 +44,12 @@ class EnvInteractionCallback(pl.Callback):
         self._last = (time.perf_counter(), module.env_steps, module.updates)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module, outputs, batch, batch_idx: int) -> None:
-        hp = module.hparams
+        start, per_update, log_every = self._schedule  # runs after every update: hparams read once per fit
         # Global clocks: under DDP each rank collects its 1/N share of the env steps (lockstep).
-        target = hp.learning_starts_env_steps + module.updates * module.global_env_steps_per_update
+        target = start + module.updates * per_update
         if module.env_steps < target:
             module.collect_until(target, module.explore_policy)
-        if module.updates % hp.log_every_updates == 0:
+        if module.updates % log_every == 0:
             self._log(module)
 
     def on_train_end(self, trainer: pl.Trainer, module) -> None:

@@ -121,22 +121,24 @@ class Collector(EpisodeBookkeeping):
         """Take ``num_vector_steps`` steps of every env; return the env steps taken."""
         if self._obs is None:
             self.reset()
+        env_step, check, staged = self.env.step, self.check_data, self._staged
         for k in range(num_vector_steps):
             obs = self._obs
             action = policy(obs)
             try:
-                next_obs, reward, terminated, truncated, info = self.env.step(action)
+                next_obs, reward, terminated, truncated, info = env_step(action)
             except Exception as exc:  # includes a dead AsyncVectorEnv worker
                 raise EnvFaultError(self.env_id, "step", self.env_steps + k * self.num_envs, exc) from exc
-            if self.check_data is not None:
-                self.check_data(reward, next_obs, {"obs": obs, "action": action, "reward": reward,
-                                                   "next_obs": next_obs, "terminated": terminated,
-                                                   "truncated": truncated}, self.env_steps + (k + 1) * self.num_envs)
+            if check is not None:
+                check(reward, next_obs, {"obs": obs, "action": action, "reward": reward, "next_obs": next_obs,
+                                         "terminated": terminated, "truncated": truncated},
+                      self.env_steps + (k + 1) * self.num_envs)
             if not self._env_copies:  # the env's buffer: overwritten by its next step
                 next_obs = next_obs.copy()
             done = terminated | truncated
+            any_done = done.any()
             stored_next = next_obs
-            if done.any():
+            if any_done:
                 # SAME_STEP autoreset: next_obs already holds the reset observation of finished envs;
                 # the true last observation is in info["final_obs"]. Store that one.
                 stored_next = next_obs.copy()
@@ -144,14 +146,15 @@ class Collector(EpisodeBookkeeping):
                     stored_next[i] = info["final_obs"][i]
             chunk = self.nstep.add(obs, action, reward, stored_next, terminated, truncated)
             if chunk is not None:
-                self._staged.append(chunk)
+                staged.append(chunk)
             self._ep_return += reward
             self._ep_length += 1
-            for i in np.flatnonzero(done):
-                self._finished.append((float(self._ep_return[i]), int(self._ep_length[i])))
-                self._ep_return[i] = 0.0
-                self._ep_length[i] = 0
-                self.episodes += 1
+            if any_done:
+                for i in np.flatnonzero(done):
+                    self._finished.append((float(self._ep_return[i]), int(self._ep_length[i])))
+                    self._ep_return[i] = 0.0
+                    self._ep_length[i] = 0
+                    self.episodes += 1
             self._obs = next_obs
         taken = num_vector_steps * self.num_envs
         self.env_steps += taken

@@ -18,10 +18,13 @@ def float32_math(device: torch.device | str) -> contextlib.AbstractContextManage
     bootstrap value and ``td_target``) in float32 inside this block, so a bf16 rounding of Q_target
     (~3 significant digits) never becomes the regression target. A no-op without autocast.
     """
-    device_type = torch.device(device).type
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
+    return _NO_CONTEXT
+
+
+_NO_CONTEXT = contextlib.nullcontext()  # reusable: nullcontext holds no state
 
 
 class LossOutput(NamedTuple):
@@ -50,8 +53,12 @@ def td_target(
         v_t: [B] bootstrap value max_a' Q_target(s_{t+k}, a') (or its algorithm's equivalent).
     """
     with torch.no_grad(), float32_math(v_t.device):
-        bootstrap = torch.where(terminated_t.bool(), 0.0, discount_t.float())  # γ^k, or 0 at a terminal s'
-        return r_t.float() + bootstrap * v_t.float()
+        # Casts only where needed (a no-op cast is still a dispatcher call): this runs every update.
+        r_t, discount_t, v_t = (x if x.dtype == torch.float32 else x.float() for x in (r_t, discount_t, v_t))
+        if terminated_t.dtype != torch.bool:
+            terminated_t = terminated_t.bool()
+        bootstrap = discount_t.masked_fill(terminated_t, 0.0)  # γ^k, or 0 at a terminal s'
+        return torch.addcmul(r_t, bootstrap, v_t)  # r + bootstrap · v
 
 
 def td_error_loss(
@@ -70,7 +77,8 @@ def td_error_loss(
     ``with_td=False`` (no priorities, no metrics wanted) skips |td| (returned as ``None``): with no
     weights the loss is then one fused Huber/MSE-mean op, three ops fewer per update.
     """
-    q_tm1 = q_tm1.float()
+    if q_tm1.dtype != torch.float32:
+        q_tm1 = q_tm1.float()
     if not with_td and weights is None:
         if loss == "huber":
             return F.huber_loss(q_tm1, y, delta=huber_delta), None

@@ -57,7 +57,9 @@ def dqn_loss(
             whose metrics are not logged).
         with_priorities: Return |TD error| as ``priorities`` (prioritized replay); ``None`` otherwise.
     """
-    qa_tm1 = q_tm1.gather(-1, a_tm1.long().unsqueeze(-1)).squeeze(-1)  # [B] Q(s, a)
+    if a_tm1.dtype != torch.int64:
+        a_tm1 = a_tm1.long()
+    qa_tm1 = q_tm1.gather(-1, a_tm1.unsqueeze(-1)).squeeze(-1)  # [B] Q(s, a)
     with torch.no_grad():
         v_t = max_q_bootstrap(q_t_target) if q_t_online is None else double_q_bootstrap(q_t_target, q_t_online)
         y = td_target(r_t, discount_t, terminated_t, v_t)  # [B] float32
