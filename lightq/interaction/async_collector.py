@@ -32,6 +32,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import pickle
 import signal
+import time
 import traceback
 
 import numpy as np
@@ -57,7 +58,7 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
     collector.check_data = None  # the parent checks joined chunks (its Watchdog reports from its process)
     while True:
         try:
-            message = conn.recv()
+            message = _recv(conn)
         except EOFError:  # the training process is gone
             return
         if message[0] == "close":
@@ -69,11 +70,29 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
             module.env_steps = clock
             collector.step(getattr(module, policy_name), vector_steps)
             staged, collector._staged = collector._staged, []
+            if len(staged) > 1:  # one array per key: pickling 6 arrays, not 6 per vector step (~0.6 ms for 10)
+                staged = [{key: np.concatenate([chunk[key] for chunk in staged]) for key in staged[0]}]
             conn.send(("ok", staged, collector.pop_finished_episodes(), collector.env_steps, collector.episodes))
         except EnvFaultError as error:
             conn.send(("env_fault", error.call, error.env_step, _portable_exception(error.__cause__)))
         except BaseException as error:  # noqa: BLE001  (reported to the parent, which raises)
             conn.send(("error", _portable_exception(error), traceback.format_exc()))
+
+
+# How long a receiver polls before it blocks. A blocking ``recv`` on this VM wakes ~150 µs after the message
+# is sent (scheduler latency, each direction), as much as a CartPole env step; polling sees it at once. The
+# worker polls between chunks (its core is otherwise idle) and the training process while it joins a chunk;
+# either blocks after this long (e.g. during an evaluation), so an idle side does not spin for long.
+_SPIN_S = 0.005
+
+
+def _recv(conn, spin_s: float = _SPIN_S):
+    """``conn.recv()``, polling for up to ``spin_s`` first (see ``_SPIN_S``)."""
+    deadline = time.perf_counter() + spin_s
+    while not conn.poll():
+        if time.perf_counter() > deadline:
+            break
+    return conn.recv()
 
 
 def _portable_exception(error: BaseException | None) -> BaseException:
@@ -201,7 +220,7 @@ class AsyncCollector:
             return
         self._in_flight = False
         try:
-            reply = self._conn.recv()
+            reply = _recv(self._conn)
         except EOFError as exc:
             raise EnvFaultError(self.env_id, "step", self._env_steps,
                                 RuntimeError("the collector process died")) from exc
