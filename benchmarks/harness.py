@@ -56,7 +56,10 @@ def run(
     parser.add_argument("--quick", action="store_true", help=f"1/{quick_fraction} of the env steps after warm-up")
     parser.add_argument("--settings", nargs="*", default=list(settings))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--impls", nargs="*", default=list(impls), choices=list(impls),
+                        help="the implementations to run (default: all)")
     args = parser.parse_args()
+    impls = {name: fn for name, fn in impls.items() if name in args.impls}
     quiet()
     print(f"torch {torch.__version__}, threads 1")
     for note in notes:

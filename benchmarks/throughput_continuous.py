@@ -23,7 +23,7 @@ Rounds of every impl back to back; medians, and per pair the median of the withi
 its setup included; sb3: the ``DDPG(...)`` construction, which makes the env, the buffer and the networks,
 plus ``model.learn``). Per setting ``ratio lightq/plain: X.XX`` and ``ratio lightq/sb3: X.XX``; then the
 lowest ``ratio lightq/sb3`` and last the lowest ``ratio lightq/plain``.
-Usage: ``python benchmarks/throughput_continuous.py [--quick] [--rounds N] [--settings ...]``.
+Usage: ``python benchmarks/throughput_continuous.py [--quick] [--rounds N] [--settings ...] [--impls ...]``.
 """
 
 from __future__ import annotations

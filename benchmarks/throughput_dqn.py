@@ -29,7 +29,7 @@ which makes the env and the buffer; sb3: the ``DQN(...)`` construction, which ma
 and the networks, plus ``model.learn``).
 Prints updates/s and env steps/s of each and, per setting, ``ratio lightq/plain: X.XX`` and
 ``ratio lightq/sb3: X.XX``; then the lowest ``ratio lightq/sb3`` of all settings, and last the lowest
-``ratio lightq/plain``. Usage: ``python benchmarks/throughput_dqn.py [--quick] [--rounds N] [--settings ...]``.
+``ratio lightq/plain``. Usage: ``python benchmarks/throughput_dqn.py [--quick] [--rounds N] [--settings ...] [--impls ...]``.
 """
 
 from __future__ import annotations

@@ -97,8 +97,9 @@ def _uniform_columns(buffer: ReplayBuffer):
     """The storage's TensorDict of columns when ``buffer`` samples uniformly from a filled tensor/memmap
     storage with no transform (what ``make_replay_buffer`` builds); ``None`` otherwise (use ``sample``)."""
     storage = buffer._storage
+    transform = buffer._transform
     if (type(buffer._sampler) is not RandomSampler or not isinstance(storage, LazyTensorStorage)
-            or not storage.initialized or len(storage) == 0 or (buffer._transform is not None and len(buffer._transform))
+            or not storage.initialized or len(storage) == 0 or (transform is not None and len(transform))
             or not is_tensor_collection(storage._storage)):
         return None
     return storage._storage

@@ -18,7 +18,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-__all__ = ["EnvConfig", "LeanSyncVectorEnv", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env"]
+__all__ = [
+    "EnvConfig", "LeanSyncVectorEnv", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env",
+]
 
 
 @dataclass

@@ -44,7 +44,7 @@ from lightq.reliability.faults import EnvFaultError
 __all__ = ["AsyncCollector"]
 
 
-def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.Tensor]) -> None:
+def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.Tensor], sent: np.ndarray) -> None:
     """The worker's loop: one message per chunk, ``("step", policy_name, vector_steps, clock)``."""
     parent_end.close()  # the fork's copy of the training process's end: without it, EOF never comes
     # The fork inherited the training process's handlers (Lightning's SIGTERM flag, lightq's Ctrl-C
@@ -56,11 +56,13 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
     module.collector = collector  # the policies read episode state (OU noise restarts) from the collector
     params = [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
     collector.check_data = None  # the parent checks joined chunks (its Watchdog reports from its process)
+    received = 0
     while True:
         try:
-            message = _recv(conn)
+            message = _recv(conn, sent, 0, received + 1)  # sent[0]: the trainer's messages, sent[1]: ours
         except EOFError:  # the training process is gone
             return
+        received += 1
         if message[0] == "close":
             return
         _, policy_name, vector_steps, clock = message
@@ -72,26 +74,30 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
             staged, collector._staged = collector._staged, []
             if len(staged) > 1:  # one array per key: pickling 6 arrays, not 6 per vector step (~0.6 ms for 10)
                 staged = [{key: np.concatenate([chunk[key] for chunk in staged]) for key in staged[0]}]
-            conn.send(("ok", staged, collector.pop_finished_episodes(), collector.env_steps, collector.episodes))
+            reply = ("ok", staged, collector.pop_finished_episodes(), collector.env_steps, collector.episodes)
         except EnvFaultError as error:
-            conn.send(("env_fault", error.call, error.env_step, _portable_exception(error.__cause__)))
+            reply = ("env_fault", error.call, error.env_step, _portable_exception(error.__cause__))
         except BaseException as error:  # noqa: BLE001  (reported to the parent, which raises)
-            conn.send(("error", _portable_exception(error), traceback.format_exc()))
+            reply = ("error", _portable_exception(error), traceback.format_exc())
+        conn.send(reply)
+        sent[1] += 1
 
 
-# How long a receiver polls before it blocks. A blocking ``recv`` on this VM wakes ~150 µs after the message
-# is sent (scheduler latency, each direction), as much as a CartPole env step; polling sees it at once. The
-# worker polls between chunks (its core is otherwise idle) and the training process while it joins a chunk;
-# either blocks after this long (e.g. during an evaluation), so an idle side does not spin for long.
+# How long a receiver spins before it blocks. A blocking ``recv`` on this VM wakes ~150 µs after the message
+# is sent (scheduler latency, each direction), as much as a CartPole env step. Each side therefore counts
+# the messages it has sent in shared memory (written after the send completed), and the receiver spins on
+# the other side's count, which costs no system call and takes no lock the sender needs (polling the pipe
+# itself slowed the sender down), before its ``recv``, which then returns at once. After this long it
+# blocks (e.g. while the trainer evaluates), so an idle side does not spin for long.
 _SPIN_S = 0.005
 
 
-def _recv(conn, spin_s: float = _SPIN_S):
-    """``conn.recv()``, polling for up to ``spin_s`` first (see ``_SPIN_S``)."""
-    deadline = time.perf_counter() + spin_s
-    while not conn.poll():
-        if time.perf_counter() > deadline:
-            break
+def _recv(conn, sent: np.ndarray, index: int, expected: int, spin_s: float = _SPIN_S):
+    """``conn.recv()`` of message number ``expected`` of the other side (count ``sent[index]``), spinning first."""
+    if sent[index] < expected:
+        deadline = time.perf_counter() + spin_s
+        while sent[index] < expected and time.perf_counter() < deadline:
+            pass
     return conn.recv()
 
 
@@ -144,6 +150,8 @@ class AsyncCollector:
         self._conn = None
         self._shared: list[torch.Tensor] = []
         self._params: list[torch.Tensor] = []
+        self._sent = np.zeros(2, dtype=np.int64)  # messages sent: [trainer, worker]; shared memory once started
+        self._replies = 0  # worker messages received
 
     # Reading the clocks or the staged transitions joins the chunk in flight first.
     env_steps = _joined_field("_env_steps")
@@ -189,12 +197,15 @@ class AsyncCollector:
         state = [t for t in self.module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
         self._params = [t.detach() for t in state]  # views of the live tensors (updated in place)
         self._shared = [t.detach().to("cpu", copy=True).share_memory_() for t in state]
+        self._sent = torch.zeros(2, dtype=torch.int64).share_memory_().numpy()  # seen by both after the fork
         self.inner.env_steps = self._env_steps
         self.inner.episodes = self._episodes
         ctx = mp.get_context("fork")
         self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker, args=(child, self._conn, self.module, self.inner, self._shared),
-                                    name="lightq-collector", daemon=True)
+        self._process = ctx.Process(
+            target=_worker, args=(child, self._conn, self.module, self.inner, self._shared, self._sent),
+            name="lightq-collector", daemon=True,
+        )
         self._process.start()
         child.close()
 
@@ -211,6 +222,7 @@ class AsyncCollector:
         with torch.no_grad():  # the parameters of the last update (state_dict tensors share their storage)
             torch._foreach_copy_(self._shared, self._params)
         self._conn.send(("step", name, num_vector_steps, self.module.env_steps))
+        self._sent[0] += 1
         self._in_flight = True
         return num_vector_steps * self.num_envs
 
@@ -220,7 +232,8 @@ class AsyncCollector:
             return
         self._in_flight = False
         try:
-            reply = _recv(self._conn)
+            reply = _recv(self._conn, self._sent, 1, self._replies + 1)
+            self._replies += 1
         except EOFError as exc:
             raise EnvFaultError(self.env_id, "step", self._env_steps,
                                 RuntimeError("the collector process died")) from exc
@@ -265,6 +278,7 @@ class AsyncCollector:
             try:
                 self._in_flight = False
                 self._conn.send(("close",))
+                self._sent[0] += 1
             except (BrokenPipeError, OSError):
                 pass
             self._process.join(timeout=10)
