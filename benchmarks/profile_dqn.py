@@ -64,7 +64,7 @@ def main() -> None:
     vec = make_vec_env(model.env_config)
     vec.reset(seed=0)
     a = np.zeros(1, dtype=np.int64)
-    rows["SyncVectorEnv.step (1 env)"] = per_call(lambda: vec.step(a))
+    rows["make_vec_env step, 1 env (LeanSyncVectorEnv)"] = per_call(lambda: vec.step(a))
     col = model.collector
     col.env = make_vec_env(model.env_config)
     col._obs = None
@@ -100,7 +100,7 @@ def main() -> None:
     col.flush()
     model.replay.num_updates = 10**9
     it = iter(model.replay)
-    rows["replay next() (amortized draw of 8)"] = per_call(lambda: next(it))
+    rows[f"replay next() (amortized draw of {model.replay_config.batches_per_sample})"] = per_call(lambda: next(it))
     batch = next(it)
     rows["update (DQN.update)"] = per_call(lambda: model.update(batch))
     rows["update + per-update callbacks (the fit's callbacks, k > 1 path)"] = per_call(lambda: (
