@@ -96,6 +96,8 @@ _KEYS = ("obs", "action", "reward", "next_obs", "terminated", "discount")
 def _uniform_columns(buffer: ReplayBuffer):
     """The storage's TensorDict of columns when ``buffer`` samples uniformly from a filled tensor/memmap
     storage with no transform (what ``make_replay_buffer`` builds); ``None`` otherwise (use ``sample``)."""
+    if type(buffer) is not ReplayBuffer:  # e.g. lightq.data.frame_replay.FrameReplay (Atari) samples itself
+        return None
     storage = buffer._storage
     transform = buffer._transform
     if (type(buffer._sampler) is not RandomSampler or not isinstance(storage, LazyTensorStorage)
