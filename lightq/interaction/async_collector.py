@@ -79,16 +79,20 @@ def _worker(conn, parent_end, module, collector: Collector, shared: list[torch.T
             reply = ("env_fault", error.call, error.env_step, _portable_exception(error.__cause__))
         except BaseException as error:  # noqa: BLE001  (reported to the parent, which raises)
             reply = ("error", _portable_exception(error), traceback.format_exc())
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):  # the training process is gone
+            return
         sent[1] += 1
 
 
 # How long a receiver spins before it blocks. A blocking ``recv`` on this VM wakes ~150 µs after the message
 # is sent (scheduler latency, each direction), as much as a CartPole env step. Each side therefore counts
 # the messages it has sent in shared memory (written after the send completed), and the receiver spins on
-# the other side's count, which costs no system call and takes no lock the sender needs (polling the pipe
-# itself slowed the sender down), before its ``recv``, which then returns at once. After this long it
-# blocks (e.g. while the trainer evaluates), so an idle side does not spin for long.
+# the other side's count, which costs no system call and takes no lock the sender needs, before its
+# ``recv``, which then returns at once (spinning on ``conn.poll()`` instead measured 0.84× the plain loop
+# at one env step per update, against 0.99× this way). After this long it blocks (e.g. while the trainer
+# evaluates), so an idle side does not spin for long.
 _SPIN_S = 0.005
 
 
