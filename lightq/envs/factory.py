@@ -148,8 +148,8 @@ class LeanSyncVectorEnv(gym.vector.SyncVectorEnv):
                 and isinstance(env.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)))
 
     def step(self, actions):
-        if not self.handles(self):
-            return super().step(actions)
+        # No per-step check of ``handles``: make_vec_env switches the class only when it holds, and the
+        # settings it reads (autoreset mode, copy, spaces) do not change after construction.
         infos: dict = {}
         observations, rewards, terminations, truncations = (
             self._observations, self._rewards, self._terminations, self._truncations)

@@ -136,25 +136,24 @@ class Collector(EpisodeBookkeeping):
             if not self._env_copies:  # the env's buffer: overwritten by its next step
                 next_obs = next_obs.copy()
             done = terminated | truncated
-            any_done = done.any()
+            ended = np.flatnonzero(done) if done.any() else ()
             stored_next = next_obs
-            if any_done:
+            if len(ended):
                 # SAME_STEP autoreset: next_obs already holds the reset observation of finished envs;
                 # the true last observation is in info["final_obs"]. Store that one.
                 stored_next = next_obs.copy()
-                for i in np.flatnonzero(done):
+                for i in ended:
                     stored_next[i] = info["final_obs"][i]
             chunk = self.nstep.add(obs, action, reward, stored_next, terminated, truncated)
             if chunk is not None:
                 staged.append(chunk)
             self._ep_return += reward
             self._ep_length += 1
-            if any_done:
-                for i in np.flatnonzero(done):
-                    self._finished.append((float(self._ep_return[i]), int(self._ep_length[i])))
-                    self._ep_return[i] = 0.0
-                    self._ep_length[i] = 0
-                    self.episodes += 1
+            for i in ended:
+                self._finished.append((float(self._ep_return[i]), int(self._ep_length[i])))
+                self._ep_return[i] = 0.0
+                self._ep_length[i] = 0
+                self.episodes += 1
             self._obs = next_obs
         taken = num_vector_steps * self.num_envs
         self.env_steps += taken
