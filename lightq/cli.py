@@ -25,6 +25,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightq.algos import OffPolicyAlgorithm
 from lightq.commands import COMMANDS, run_command
+from lightq.quiet import silence_irrelevant_output
 from lightq.reliability import DivergenceError, EnvFaultError
 from lightq.reliability.validation import CheckpointError, check_checkpoint, explain_parse_error
 from lightq.tracking.mlflow import TrackingServerUnreachable, continue_run_from_checkpoint, git_sha, tag_run
@@ -75,7 +76,7 @@ class LightqCLI(LightningCLI):
             parser_class=LightqArgumentParser,
             save_config_callback=MLflowSaveConfig,
             save_config_kwargs={"save_to_log_dir": False},
-            seed_everything_default=False,  # seeds come from model.init_args.seed (DESIGN.md §5.7)
+            seed_everything_default=False,  # every seed derives from model.init_args.seed (no global seeding)
             auto_configure_optimizers=False,
             trainer_defaults={
                 "max_epochs": 1,  # one epoch = the whole run; its length is total_env_steps
@@ -108,6 +109,12 @@ class LightqCLI(LightningCLI):
                 except (ImportError, AttributeError, ValueError):
                     algorithm = None
                 check_checkpoint(ckpt_path, algorithm)
+                if class_path:
+                    # The config given now is the run's settings, as with ``--ckpt_path last`` (which
+                    # Lightning cannot read before the folder is known): a larger ``total_env_steps``
+                    # extends the run. Lightning would instead overwrite it with the checkpoint's
+                    # hyperparameters. Settings that differ are recorded in MLflow (``resumed.*`` tags).
+                    return
         super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
@@ -156,6 +163,8 @@ class LightqCLI(LightningCLI):
         if ckpt:
             check_checkpoint(ckpt, model.algorithm_name)  # corrupt / foreign / other algorithm: refuse now
             continue_run_from_checkpoint(ckpt, mlflow_loggers)
+        elif trainer.is_global_zero:
+            _move_aside_old_checkpoints(trainer)
 
     def after_fit(self) -> None:
         if self.trainer.global_rank != 0:
@@ -164,11 +173,20 @@ class LightqCLI(LightningCLI):
         lines = []
         if model.final_eval:
             ev = model.final_eval
+            total = model.hparams.total_env_steps
+            finished = model.updates >= model.num_updates
+            # "final" only for an eval taken at the end of the configured run; a stop (max_steps, a signal)
+            # or an eval older than the last env step is labelled as what it is.
+            label = "final eval return" if finished and model.last_eval_env_steps == model.env_steps else (
+                f"eval return at env step {model.last_eval_env_steps}")
             lines.append(
-                f"final eval return: {ev['eval/return_mean']:.1f} ± {ev['eval/return_std']:.1f} "
+                f"{label}: {ev['eval/return_mean']:.1f} ± {ev['eval/return_std']:.1f} "
                 f"over {model.evaluation.episodes} episodes "
                 f"(env steps {model.env_steps}, updates {model.updates}, {model.env_config.id})"
             )
+            if not finished:
+                lines.append(f"stopped before the end (env steps {model.env_steps} of {total}): "
+                             "continue with --ckpt_path last")
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
                 lines.append(
@@ -185,20 +203,64 @@ class LightqCLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
 
+def _move_aside_old_checkpoints(trainer) -> None:
+    """A new run (no ``--ckpt_path``) whose checkpoint folder holds an earlier run's checkpoints would
+    overwrite them (the folder is named after the run: same config, same seed, same folder). Move the
+    folder aside, never delete it, and say where it went; ``--ckpt_path last`` then finds the new run's."""
+    import time
+
+    for cb in trainer.checkpoint_callbacks:
+        folder = Path(cb.dirpath) if isinstance(cb, ModelCheckpoint) and cb.dirpath else None
+        if folder is None or not folder.is_dir() or not any(folder.glob("*.ckpt")):
+            continue
+        aside = folder.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            aside = folder.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            n += 1
+        folder.rename(aside)
+        rank_zero_warn(f"{folder} held the checkpoints of an earlier run; moved them to {aside} (to continue "
+                       "that run instead, pass --ckpt_path last or its path).")
+
+
 def _import_class(path: str):
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
+# A negative number argparse would take for an option: it knows only -5 and -0.5, not -1e-3 or -inf.
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--key -1e-3`` → ``--key=-1e-3``: argparse reads a word such as ``-1e-3`` as an unknown option and
+    answers "expected one argument"; the joined form is what it accepts. No lightq option looks like a number."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if (word.startswith("--") and "=" not in word and i + 1 < len(argv)
+                and _NEGATIVE_NUMBER.fullmatch(argv[i + 1])):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
 def main(args=None) -> None:
     """Console entry point (``lightq``): lightq's own subcommands, else LightningCLI."""
     logging.getLogger("torchrl").setLevel(logging.WARNING)  # one INFO line per storage otherwise
-    argv = list(sys.argv[1:] if args is None else args)
+    silence_irrelevant_output()
+    argv = join_negative_values(list(sys.argv[1:] if args is None else args))
+    if args is None:
+        sys.argv[1:] = argv  # LightningCLI reads sys.argv itself (and warns when given both)
     if argv and argv[0] in COMMANDS:
         run_command(argv[0], argv[1:])
         return
     try:
-        LightqCLI(args=args)
+        LightqCLI(args=None if args is None else argv)
     except SIGTERMException as stop:  # GracefulShutdown has written last.ckpt and said so
         sys.exit(128 + (signal.SIGINT if getattr(stop, "lightq_signal", "") == "SIGINT" else signal.SIGTERM))
     except (CheckpointError, TrackingServerUnreachable) as error:

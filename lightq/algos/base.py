@@ -23,7 +23,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightq.algos.resume import capture_replay, capture_state, restore_replay, restore_state
+from lightq.algos.resume import (capture_replay, capture_state, continue_unfinished_run, restore_replay,
+                                 restore_state)
 from lightq.callbacks.checkpoint import SIDECAR_DIR, AtomicCheckpointIO, read_sidecar, sidecar_name, write_sidecar
 from lightq.callbacks.evaluation import EvalConfig, Evaluation, ValueProbe, evaluate_policy
 from lightq.callbacks.progress import LightqProgressBar
@@ -33,6 +34,7 @@ from lightq.envs.factory import EnvConfig, check_spaces, make_env, make_vec_env
 from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.async_collector import AsyncCollector
 from lightq.interaction.collector import Collector
+from lightq.quiet import silence_irrelevant_output
 from lightq.reliability import GracefulShutdown, Watchdog, WatchdogConfig
 from lightq.tracking.mlflow import mlflow_run_record
 
@@ -132,6 +134,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         compile_update: bool = False,
     ) -> None:
         super().__init__()
+        silence_irrelevant_output()
         self.env_config = _as(EnvConfig, env)
         self.replay_config = _as(ReplayConfig, replay)
         self.evaluation = _as(EvalConfig, evaluation)
@@ -606,6 +609,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
         self._pending_state = state
+        if self._trainer is not None:
+            continue_unfinished_run(self.trainer, checkpoint, remaining_updates=self.num_updates - self.updates)
 
     def on_fit_start(self) -> None:
         state = getattr(self, "_pending_state", None)

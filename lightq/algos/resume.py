@@ -30,7 +30,25 @@ from lightq.data.replay import Batch
 from lightq.envs.factory import env_seeds
 from lightq.envs.state import get_vector_env_state, portable, set_vector_env_state, unportable, why_not_restorable
 
-__all__ = ["capture_replay", "capture_state", "restore_replay", "restore_state"]
+__all__ = ["capture_replay", "capture_state", "continue_unfinished_run", "restore_replay", "restore_state"]
+
+
+def continue_unfinished_run(trainer, checkpoint: dict[str, Any], *, remaining_updates: int) -> None:
+    """Let a resumed run train its remaining updates.
+
+    A lightq run is one Lightning epoch. A run stopped by ``trainer.max_steps`` (or a finished run that
+    is extended with a larger ``total_env_steps``) was saved with that epoch counted as processed, so
+    Lightning would stop at once with "max_epochs=1 reached". Lightning compares ``max_epochs`` with the
+    processed-epoch count that it restores from the checkpoint's loop state (after this hook runs), so
+    the limit is raised to one epoch more when lightq's own clock says updates remain.
+    """
+    if remaining_updates <= 0:
+        return
+    fit_loop = trainer.fit_loop
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    processed = int(progress.get("processed", checkpoint.get("epoch", 0)))
+    if fit_loop.max_epochs is not None and 0 <= fit_loop.max_epochs <= processed:
+        fit_loop.max_epochs = processed + 1
 
 
 # -- random generators ----------------------------------------------------------------------------
@@ -133,6 +151,8 @@ def restore_state(module, state: dict[str, Any]) -> None:
             "continuation (lightq saves env state for gymnasium classic control and ale-py Atari envs in a "
             "SyncVectorEnv)."
         )
+        if hasattr(c, "end_games") and saved["obs"] is not None:  # frame replay: cut the games in flight
+            c.end_games(unportable(saved["obs"]))
         c._obs = None  # the next collector.step resets every env
         c._ep_return[:] = 0.0
         c._ep_length[:] = 0

@@ -116,8 +116,10 @@ class LightqMLFlowLogger(MLFlowLogger):
     def log_hyperparams(self, params) -> None:
         """Log params; on a resumed run, keep the ones already there (MLflow params are write-once).
 
-        A param whose value changed on resume (e.g. a longer ``total_env_steps``) keeps its first value
-        and is listed in a warning; the full resolved config of every invocation is in ``config.yaml``.
+        A param whose value changed on resume (e.g. a longer ``total_env_steps`` that extends a finished
+        run) keeps its first value; its value now is recorded in the tag ``resumed.<param>`` (tags can be
+        overwritten: the latest invocation's value) and listed in a warning. The full resolved config of
+        every invocation is in ``config.yaml``.
         """
         if self._run_id is None or not self._resumed:
             return super().log_hyperparams(params)
@@ -128,7 +130,10 @@ class LightqMLFlowLogger(MLFlowLogger):
         logged = self.experiment.get_run(self.run_id).data.params
         changed = sorted(k for k, v in flat.items() if k in logged and logged[k] != str(v)[:250])
         if changed:
-            rank_zero_warn(f"Resumed MLflow run {self.run_id} keeps its first values of params {changed}.")
+            for key in changed:
+                self.experiment.set_tag(self.run_id, f"resumed.{key}", str(flat[key])[:5000])
+            rank_zero_warn(f"Resumed MLflow run {self.run_id} keeps its first values of params {changed}; "
+                           f"their values in this invocation are in the tags resumed.<param>.")
         new = {k: v for k, v in flat.items() if k not in logged}
         if new:
             super().log_hyperparams(new)
