@@ -238,6 +238,33 @@ class FrameReplay:
         rows = torch.where(before_start, self._zero_row, rows)
         return self._columns["frame"].index_select(0, rows.flatten()).view(*rows.shape, *self.frame_shape)
 
+    # -- checkpoint ------------------------------------------------------------------------------
+    def _held_rows(self) -> torch.Tensor:
+        """Storage rows that hold data, stream by stream (a stream's segment fills from its start)."""
+        held = [torch.arange(s * self.segment, s * self.segment + min(int(c), self.segment))
+                for s, c in enumerate(self.count)]
+        return torch.cat(held).to(self.device)
+
     def state_dict(self) -> dict:
-        # Contents are not checkpointed (like the transition buffer; see EnvInteractionCallback).
-        return {}
+        """Contents (the rows written so far), per-stream write counts and the sampling generator."""
+        rows = self._held_rows()
+        return {
+            "count": torch.from_numpy(self.count.copy()),
+            "generator": self.generator.get_state(),
+            "columns": {k: col.index_select(0, rows).cpu() for k, col in self._columns.items()},
+            "shape": [self.num_streams, self.segment, self.stack, self.n_step, *self.frame_shape],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        shape = [self.num_streams, self.segment, self.stack, self.n_step, *self.frame_shape]
+        if list(state["shape"]) != shape:
+            raise ValueError(
+                f"The checkpoint's frame replay has (streams, rows per stream, stack, n_step, frame) = "
+                f"{tuple(state['shape'])}, this run {tuple(shape)}: resume with the checkpoint's env.num_envs, "
+                "replay.capacity and n_step."
+            )
+        self.count = state["count"].numpy().astype(np.int64).copy()
+        rows = self._held_rows()
+        for key, col in self._columns.items():
+            col[rows] = state["columns"][key].to(col.device)
+        self.generator.set_state(state["generator"])

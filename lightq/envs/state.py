@@ -141,6 +141,9 @@ def _why_not_env(env: gym.Env) -> str | None:
 
 def why_not_restorable(vec_env: gym.vector.VectorEnv) -> str | None:
     """``None`` when ``get_vector_env_state`` can capture ``vec_env``; otherwise the reason, in words."""
+    if type(vec_env).__name__ == "AtariVectorEnv":  # ale-py's C++ vector env: the only Atari path of lightq
+        return ("ale-py's AtariVectorEnv cannot save its emulators' state; the replay buffer and every random "
+                "stream are restored exactly, and each game in flight is cut there as at a time limit")
     if not isinstance(vec_env, gym.vector.SyncVectorEnv):
         return f"{type(vec_env).__name__} runs its envs in other processes (use env.vectorization: sync)"
     for sub in vec_env.envs:

@@ -118,6 +118,28 @@ class AtariCollector(EpisodeBookkeeping):
         self.env_steps += taken
         return taken
 
+    def end_games(self, obs: np.ndarray) -> None:
+        """Close every stream's game at ``obs`` (the observation the collector would act on next) as a
+        time-limit cut: one final-frame row each, as at a game end, so no stored transition bootstraps
+        from the frames of the game that starts next. Used when a resume cannot restore the env state."""
+        n = self.num_envs
+        self.buffer.add(stream=self._streams, frame=obs[:, -1], action=np.zeros(n, dtype=np.int64),
+                        reward=np.zeros(n, dtype=np.float32), terminated=np.zeros(n, dtype=bool),
+                        ep_step=self._ep_step.copy(), last=np.ones(n, dtype=bool))  # index of obs in its game
+        self._ep_step[:] = 0
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["ep_step"] = self._ep_step.tolist()  # frame index in each stream's game: its rows' ep_step
+        state["lives"] = self._lives.tolist()  # a life loss is told from a game over by lives dropping
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "ep_step" in state:
+            self._ep_step[:] = state["ep_step"]
+            self._lives[:] = state["lives"]
+
     def flush(self) -> int:
         """Rows are written at every step; nothing to flush."""
         return 0

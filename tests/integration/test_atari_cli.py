@@ -61,3 +61,30 @@ def test_paper_configs_parse_and_build(config, in_tmp):
     game = "Pong" if config.stem.startswith("pong") else "Breakout"
     assert hp.env["id"] == f"ALE/{game}-v5" and hp.env["atari_protocol"] == "nature"
     assert model.collector is None  # nothing allocated before fit
+
+
+def test_atari_resume_restores_the_frame_replay_and_trains_to_the_end(in_tmp):
+    """``--ckpt_path last`` on an Atari run used to crash (FrameReplay had no load_state_dict): now the frame
+    replay comes back from the sidecar with its cursors and generator, the games in flight are cut, and the
+    run trains its remaining updates."""
+    args = ["fit", "--config", str(ATARI / "pong_quick.yaml"), "--trainer.enable_progress_bar", "false",
+            "--model.init_args.total_env_steps", "1_000", "--model.init_args.evaluation.episodes", "1"]
+    first = LightqCLI(args=[*args, "--trainer.max_steps", "40"])
+    saved = first.model.collector.buffer.state_dict()
+    assert first.model.updates == 40
+    with pytest.warns(UserWarning, match="cut there as at a time limit"):
+        second = LightqCLI(args=[*args, "--ckpt_path", "last", "--trainer.max_steps", "41"])
+    buffer = second.model.collector.buffer
+    # One update later: the saved rows are still there (one final-frame row per env was added by the cut,
+    # and 4 env steps of 2 envs), at the saved cursors.
+    assert (buffer.count == saved["count"].numpy() + 1 + 2).all()
+    rows = buffer._held_rows()[: len(saved["columns"]["frame"])]
+    held = int(saved["count"].clamp(max=buffer.segment).sum())
+    assert held == len(rows)
+    for s in range(buffer.num_streams):  # the first saved rows of each stream are unchanged
+        n = int(saved["count"][s])
+        start = sum(int(c) for c in saved["count"][:s])
+        got = buffer._columns["frame"][s * buffer.segment: s * buffer.segment + n]
+        assert torch.equal(got, saved["columns"]["frame"][start: start + n])
+    third = LightqCLI(args=[*args, "--ckpt_path", "last"])
+    assert third.model.updates == third.model.num_updates == 125
