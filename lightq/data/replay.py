@@ -107,6 +107,14 @@ def _uniform_columns(buffer: ReplayBuffer):
     return storage._storage
 
 
+def _linear_beta(anchor: tuple[int, float], end: int, served: int) -> float:
+    """β linear from ``anchor`` = (update, β) to 1 at update ``end`` (the run's last draw), then 1."""
+    start_update, start_beta = anchor
+    end = max(end, start_update + 1)
+    progress = min(1.0, max(0.0, (served - start_update) / (end - start_update)))
+    return start_beta + progress * (1.0 - start_beta)
+
+
 class ReplayIterable:
     """Sized, stateful iterable of ``Batch``es: the module's ``train_dataloader``.
 
@@ -134,6 +142,7 @@ class ReplayIterable:
         self.num_updates = num_updates
         self.before_sample = before_sample
         self.served = 0  # batches yielded so far (== updates started)
+        self.beta_anchor: tuple[int, float] = (0, config.beta_start)  # see ``beta``
         self._queue: list[Batch] = []
         self._priority_updates: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -164,9 +173,7 @@ class ReplayIterable:
         self._apply_priority_updates()
         bs = self.config.batch_size
         if self.config.prioritized:
-            # β is set once per draw; the last draw of the run uses β = 1.
-            progress = min(1.0, self.served / max(self.num_updates - self.config.batches_per_sample, 1))
-            self.buffer.sampler.beta = self.config.beta_start + progress * (1.0 - self.config.beta_start)
+            self.buffer.sampler.beta = self.beta()
         columns = None if self.config.prioritized else _uniform_columns(self.buffer)
         if columns is not None:
             # TorchRL's own index draw (the buffer's sampler and generator: the indices ``sample`` would
@@ -183,6 +190,14 @@ class ReplayIterable:
             cols.append(torch.as_tensor(info["_weight"], device=td.device).split(bs))
             cols.append(torch.as_tensor(info["index"]).split(bs))
         self._queue = [Batch(*parts) for parts in zip(*cols)]
+
+    def beta(self, served: int | None = None) -> float:
+        """Importance-weight exponent at ``served`` updates: linear from ``beta_anchor`` to 1 at the last
+        draw of the run. The anchor is (0, ``beta_start``); a resumed run whose length changed (a longer
+        ``total_env_steps``) re-anchors at the resume point, so β continues from where it was to 1 at the
+        new end and never decreases."""
+        return _linear_beta(self.beta_anchor, self.num_updates - self.config.batches_per_sample,
+                            self.served if served is None else served)
 
     def update_priorities(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         """Queue new priorities; they reach the sampler, in order, before the next draw.
@@ -203,7 +218,7 @@ class ReplayIterable:
     def state_dict(self) -> dict:
         # Only the count: the queued batches and priority updates travel in the replay sidecar
         # (lightq.algos.resume), and saving must not apply the updates early (it would change the run).
-        return {"served": self.served}
+        return {"served": self.served, "num_updates": self.num_updates, "beta_anchor": list(self.beta_anchor)}
 
     def load_state_dict(self, state: dict) -> None:
         served = int(state["served"])
@@ -211,3 +226,9 @@ class ReplayIterable:
             self._queue = []
             self._priority_updates = []
         self.served = served
+        saved_updates = int(state.get("num_updates", self.num_updates))
+        anchor = tuple(state.get("beta_anchor", (0, self.config.beta_start)))
+        self.beta_anchor = (int(anchor[0]), float(anchor[1]))
+        if saved_updates != self.num_updates:  # the run's length changed: continue β from its saved value
+            saved_end = saved_updates - self.config.batches_per_sample
+            self.beta_anchor = (served, _linear_beta(self.beta_anchor, saved_end, served))

@@ -418,3 +418,26 @@ def test_repr_and_validation():
         with pytest.raises(ValueError):
             PrioritizedSampler(10, **kwargs)
     assert s._capacity_pow2 == 128 and s._sum_tree.shape == (256,) and s._sum_tree.dtype == torch.float64
+
+
+def test_beta_continues_monotonically_when_a_resumed_run_is_extended():
+    """Extending a run (a larger total_env_steps on resume) used to drop β back (β = progress of the new
+    length); it now continues from its value at the resume point to 1 at the new end."""
+    from lightq.data.replay import ReplayConfig, ReplayIterable
+
+    config = ReplayConfig(prioritized=True, beta_start=0.4, batches_per_sample=4)
+    short = ReplayIterable(None, config, num_updates=104)
+    short.served = 50
+    assert short.beta() == pytest.approx(0.4 + 0.6 * 50 / 100)  # unchanged rule for a run of fixed length
+    at_stop = short.beta()
+    longer = ReplayIterable(None, config, num_updates=204)
+    longer.load_state_dict(short.state_dict())
+    assert longer.beta() == pytest.approx(at_stop)
+    assert longer.beta(125) == pytest.approx(at_stop + (1 - at_stop) * 75 / 150)
+    assert longer.beta(200) == pytest.approx(1.0)
+    betas = [longer.beta(u) for u in range(50, 205)]
+    assert all(b2 >= b1 for b1, b2 in zip(betas, betas[1:]))
+    # Same length: the state round trip keeps the original anchor.
+    same = ReplayIterable(None, config, num_updates=104)
+    same.load_state_dict(short.state_dict())
+    assert same.beta_anchor == (0, 0.4) and same.beta() == pytest.approx(at_stop)
