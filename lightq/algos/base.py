@@ -341,9 +341,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
         steps, evaluation, the watchdog and checkpoint schedules run after every update as with one
         update per iteration. The next batch is drawn after those env steps, as Lightning would.
 
-        DESIGN.md §2 makes ``training_step`` exactly one gradient update; lightq keeps that unit as
-        ``update`` and lets an iteration hold several, because Lightning's per-iteration cost (~0.2–0.5 ms
-        here, against a ~1.1 ms small-MLP update) is then paid once per k updates (benchmarks/RESULTS.md).
+        The unit of the lecture's loop is ``update``; an iteration holds several because Lightning's
+        per-iteration cost is then paid once per k updates (measured in benchmarks/RESULTS.md).
         """
         self.update(batch)
         if self._iteration_updates == 1:
@@ -467,8 +466,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         return self.replay
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        # Replay storage already lives on the training device (DESIGN.md §6): skip Lightning's
-        # recursive per-tensor ``.to`` (~0.1 ms per batch of 8 tensors here).
+        # Replay storage already lives on the training device: skip Lightning's recursive per-tensor ``.to``.
         return batch
 
     def configure_callbacks(self):

@@ -1,4 +1,4 @@
-"""Exploration schedules, indexed by environment steps (DESIGN.md §3: every schedule names its clock)."""
+"""Exploration schedules, indexed by environment steps (every step-valued setting names its clock)."""
 
 from __future__ import annotations
 
