@@ -1,6 +1,9 @@
-"""Evaluation videos: episodes rendered as ``rgb_array`` frames and written as MP4.
+"""Evaluation videos: episodes rendered as ``rgb_array`` frames and written as WebM (VP8).
 
-Written with OpenCV's ``VideoWriter`` (codec ``mp4v``), not gymnasium's ``RecordVideo``: ``RecordVideo``
+VP8 in WebM because browsers decode it (Chromium, Firefox, Safari), so the MLflow UI plays the
+``videos/`` artifacts; MPEG-4 Part 2 (``mp4v``) plays in no mainstream browser, and the OpenCV wheel has
+no H.264 encoder. VP8 rather than VP9: it encodes about twice as fast, and eval videos are made inside
+training. Written with OpenCV's ``VideoWriter``, not gymnasium's ``RecordVideo``: ``RecordVideo``
 needs moviepy, which lightq does not depend on, while ``opencv-python-headless`` already is a
 dependency (Atari preprocessing); ``cv2.VideoCapture`` reads the frame count back. Frames come from
 ``env.render()`` through ``evaluate_policy``'s ``on_step`` hook, so a video shows exactly an episode of
@@ -24,16 +27,19 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from lightq.callbacks.evaluation import evaluate_policy
 
-__all__ = ["EpisodeRecorder", "VideoRecording", "record_episodes"]
+__all__ = ["CODEC", "EXTENSION", "EpisodeRecorder", "VideoRecording", "record_episodes"]
+
+CODEC = "VP80"
+EXTENSION = ".webm"
 
 
 class EpisodeRecorder:
-    """``on_step`` hook for ``evaluate_policy``: renders the env after each call, one MP4 per recorded episode.
+    """``on_step`` hook for ``evaluate_policy``: renders the env after each call, one WebM per recorded episode.
 
     Args:
         env: A single env made with ``render_mode="rgb_array"``.
-        directory: Where the MP4 files go.
-        name: File stem; episode i is written to ``{name}-episode{i}.mp4``.
+        directory: Where the video files go.
+        name: File stem; episode i is written to ``{name}-episode{i}.webm``.
         episodes: Record episodes ``0 .. episodes - 1`` (the rest run without rendering).
         fps: Frames per second of the file (default: the env's ``render_fps``, else 30).
     """
@@ -79,11 +85,12 @@ class EpisodeRecorder:
         import cv2
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{self.name}-episode{self._episode}.mp4"
+        path = self.directory / f"{self.name}-episode{self._episode}{EXTENSION}"
         height, width = shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        with _stderr_captured() as captured:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*CODEC), self.fps, (width, height))
         if not writer.isOpened():
-            raise RuntimeError(f"OpenCV could not open an MP4 writer for {path} (codec mp4v).")
+            raise RuntimeError(f"OpenCV could not open a WebM writer for {path} (codec {CODEC}): {captured.text}")
         self._writer = writer
         self.paths.append(path)
         self.frames.append(0)
@@ -94,11 +101,44 @@ class EpisodeRecorder:
             self._writer = None
 
 
+class _stderr_captured:
+    """Capture file descriptor 2 (C code's stderr) while opening a writer.
+
+    OpenCV's FFmpeg backend prints "tag ... is not supported with codec id ..." for every WebM it opens
+    (WebM has no codec tags) and then writes the file correctly; the line would read like an error to
+    users. What was printed is kept in ``text`` for the error message when the writer does not open.
+    """
+
+    text = ""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace").strip()
+        self._file.close()
+
+
 def record_episodes(
     env, policy: Callable[[torch.Tensor], torch.Tensor], *, seeds: list[int], directory: str | Path, name: str,
     episodes: int = 1, device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, list[Path], list[int]]:
-    """``evaluate_policy`` with the first ``episodes`` episodes recorded: (returns, lengths, mp4 paths, frame counts)."""
+    """``evaluate_policy`` with the first ``episodes`` episodes recorded.
+
+    Returns (returns, lengths, video paths, frame counts).
+    """
     recorder = EpisodeRecorder(env, directory, name=name, episodes=episodes)
     try:
         returns, lengths = evaluate_policy(env, policy, seeds=seeds, device=device, on_step=recorder)
@@ -108,10 +148,10 @@ def record_episodes(
 
 
 class VideoRecording(pl.Callback):
-    """Every ``evaluation.video_every_env_steps``: one eval episode as MP4, logged under ``videos/`` in MLflow.
+    """Every ``evaluation.video_every_env_steps``: one eval episode as WebM, logged under ``videos/`` in MLflow.
 
     The episode uses the eval protocol (``module.eval_policy``, seed ``seed + seed_offset``) on its own
-    rendering env. Files are named ``eval-env_steps{N:09d}-episode0.mp4``; without an MLflow logger they
+    rendering env. Files are named ``eval-env_steps{N:09d}-episode0.webm``; without an MLflow logger they
     stay in ``{default_root_dir}/videos/``.
     """
 

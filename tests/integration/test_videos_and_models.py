@@ -1,4 +1,4 @@
-"""Training-time MP4 videos as MLflow artifacts, and the greedy policy as an MLflow model loadable without lightq."""
+"""Training-time WebM (VP8) videos as MLflow artifacts, and the greedy policy as an MLflow model loadable without lightq."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from lightq.commands.evaluate import load_checkpoint_agent
 from lightq.tracking.models import FixedNoiseCEMPolicy
 from tests.helpers import rendered_env
 from tests.integration.test_evaluate_command import _evaluate, _table, _train
+from tests.unit.test_video import codec_of
 
 
 def _frames(path: Path) -> tuple[int, int]:
@@ -40,7 +41,7 @@ def _only_run(uri: str):
 
 
 @pytest.mark.parametrize("env_id", [rendered_env.ENV_ID, "CartPole-v1"])
-def test_training_video_is_an_mlflow_mp4_with_one_frame_per_step(env_id, in_tmp, capsys):
+def test_training_video_is_an_mlflow_webm_with_one_frame_per_step(env_id, in_tmp, capsys):
     if env_id == "CartPole-v1":
         pytest.importorskip("pygame", reason="classic-control rendering needs pygame: pip install -e '.[video]'")
     else:
@@ -53,7 +54,7 @@ def test_training_video_is_an_mlflow_mp4_with_one_frame_per_step(env_id, in_tmp,
     assert cli.model.env_steps == 300
     client, run_id = _only_run(f"sqlite:///{in_tmp}/mlflow.db")
     names = sorted(a.path for a in client.list_artifacts(run_id, "videos"))
-    assert names == ["videos/eval-env_steps000000150-episode0.mp4", "videos/eval-env_steps000000300-episode0.mp4"]
+    assert names == ["videos/eval-env_steps000000150-episode0.webm", "videos/eval-env_steps000000300-episode0.webm"]
     lengths = {m.step: int(m.value) for m in client.get_metric_history(run_id, "eval/video_episode_length")}
     assert sorted(lengths) == [150, 300]
     for name in names:
@@ -61,14 +62,16 @@ def test_training_video_is_an_mlflow_mp4_with_one_frame_per_step(env_id, in_tmp,
         step = int(name.split("env_steps")[1][:9])
         # The reset frame, then one per step: T + 1 frames for an episode of T steps.
         assert _frames(local) == (lengths[step] + 1, lengths[step] + 1)
+        assert codec_of(local) == ("webm", "V_VP8")  # plays in the MLflow UI (tests/browser)
     # The last video shows the checkpointed policy on seed + seed_offset: `lightq evaluate --video`
     # records the same episode.
     out = _evaluate(capsys, "--ckpt_path", str(ckpt), "--episodes", "1", "--video", str(in_tmp / "vids"))
     (_, seed, _, length), = _table(out)["episodes"]
     assert (seed, length) == (1_000_000, lengths[300])
-    (video,) = (in_tmp / "vids").glob("*.mp4")
+    (video,) = (in_tmp / "vids").iterdir()
     assert f"video: {video} ({length + 1} frames)" in out
     assert _frames(video) == (length + 1, length + 1)
+    assert (video.suffix, codec_of(video)) == (".webm", ("webm", "V_VP8"))
 
 
 _FRESH_PROCESS = """
