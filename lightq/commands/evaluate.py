@@ -196,7 +196,7 @@ def run_evaluation(
     agent: LoadedAgent, *, episodes: int, seeds: list[int], epsilon: float, video_dir: Path | None = None,
     video_episodes: int = 1,
 ) -> EvaluationResult:
-    """N complete episodes with ``evaluate_policy`` (and MP4s of the first ``video_episodes`` when asked)."""
+    """N complete episodes with ``evaluate_policy`` (and WebM videos of the first ``video_episodes`` when asked)."""
     if agent.set_epsilon is not None:
         agent.set_epsilon(epsilon)
     if agent.module is not None:  # DQN's eval ε draws from eval_rng; derived as in OffPolicyAlgorithm.setup
@@ -294,7 +294,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="episode i uses seed + seed_offset + i (default: evaluation.seed_offset)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (checkpoints; models run on CPU)")
     p.add_argument("--video", nargs="?", const="videos", default=None, metavar="DIR",
-                   help="record MP4s of the first --video_episodes episodes into DIR (default ./videos)")
+                   help="record WebM (VP8) videos of the first --video_episodes episodes into DIR (default ./videos)")
     p.add_argument("--video_episodes", "--video-episodes", type=int, default=1)
     p.add_argument("--log", action="store_true",
                    help="log the table (evaluate/* metrics, evaluate/*.txt) and videos to the agent's MLflow run")
