@@ -189,6 +189,9 @@ class LightqCLI(LightningCLI):
                              "continue with --ckpt_path last")
         for logger in self.trainer.loggers:
             if isinstance(logger, MLFlowLogger):
+                # MLflow calls a run FINISHED when the process ended well, also after a max_steps stop:
+                # sweeps and reports read this tag to tell a complete run from one stopped before its end.
+                tag_run(logger, {"complete": str(model.updates >= model.num_updates).lower()})
                 lines.append(
                     f"MLflow run {logger.run_id} (experiment {logger.name}) in {logger._tracking_uri}; "
                     f"view with: mlflow ui --backend-store-uri {logger._tracking_uri}"

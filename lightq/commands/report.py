@@ -78,12 +78,16 @@ def load_runs(
         latest_hash[t.get("variant") or t.get("algorithm") or r.info.run_name] = t.get("args_hash")
     groups: dict[str, VariantRuns] = {}
     dropped: dict[str, int] = {}
+    dropped_incomplete: dict[str, int] = {}
     for r in runs:  # oldest first: a later run of the same (variant, seed) replaces an earlier one
         t = r.data.tags
         name = t.get("variant") or t.get("algorithm") or r.info.run_name
         if variants and name not in variants:
             continue
         if "seed" not in t:
+            continue
+        if t.get("complete") == "false":  # stopped before its total_env_steps: its last eval is not final
+            dropped_incomplete[name] = dropped_incomplete.get(name, 0) + 1
             continue
         if t.get("args_hash") != latest_hash[name]:
             dropped[name] = dropped.get(name, 0) + 1
@@ -96,6 +100,9 @@ def load_runs(
         g.envs[seed] = t.get("env", "?")
     for name, n in dropped.items():
         print(f"[report] {name}: left out {n} run(s) with other settings (args_hash) than its latest runs.")
+    for name, n in dropped_incomplete.items():
+        print(f"[report] {name}: left out {n} run(s) stopped before their total_env_steps (tag complete=false); "
+              "continue them with lightq fit ... --ckpt_path last.")
     if variants:
         missing = [v for v in variants if v not in groups]
         if missing:

@@ -127,7 +127,7 @@ def fit_command(run: Run, *, experiment: str, sweep_id: str) -> list[str]:
 
 
 def finished_runs(uri: str, experiment: str, sweep_id: str) -> dict[tuple[str, int, str], object]:
-    """FINISHED MLflow runs of this sweep keyed by (variant, seed, args_hash)."""
+    """FINISHED, complete MLflow runs of this sweep keyed by (variant, seed, args_hash)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
@@ -137,7 +137,8 @@ def finished_runs(uri: str, experiment: str, sweep_id: str) -> dict[tuple[str, i
     found = {}
     for r in client.search_runs([exp.experiment_id], filter_string=f"tags.sweep_id = '{sweep_id}'", max_results=50_000):
         t = r.data.tags
-        if r.info.status == "FINISHED" and "variant" in t and "seed" in t and "args_hash" in t:
+        complete = t.get("complete") != "false"  # a run stopped before its end (max_steps) is not done
+        if r.info.status == "FINISHED" and complete and "variant" in t and "seed" in t and "args_hash" in t:
             found[(t["variant"], int(t["seed"]), t["args_hash"])] = r
     return found
 

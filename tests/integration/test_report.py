@@ -43,6 +43,11 @@ def _store(uri: str) -> None:
     other = client.create_run(exp, tags={"variant": "dqn", "seed": "7", "env": "CartPole-v1", "sweep_id": "s2"})
     client.log_metric(other.info.run_id, "eval/return_mean", -1e6, step=3000)
     client.set_terminated(other.info.run_id, "FINISHED")
+    # Not counted either: a run stopped by --trainer.max_steps before its end (FINISHED in MLflow's eyes).
+    stopped = client.create_run(exp, tags={"variant": "dqn", "seed": "6", "env": "CartPole-v1", "sweep_id": "s1",
+                                           "complete": "false"})
+    client.log_metric(stopped.info.run_id, "eval/return_mean", 7e5, step=1000)
+    client.set_terminated(stopped.info.run_id, "FINISHED")
 
 
 def _direct_ci(x: np.ndarray, stat, reps: int, seed: int) -> tuple[float, float]:

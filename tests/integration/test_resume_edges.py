@@ -34,6 +34,7 @@ def test_resume_after_max_steps_stop_trains_to_the_end(tmp_path):
     first = _fit(tmp_path / "split", *args, "--trainer.max_steps", str(N))  # last.ckpt saved at the stop
     assert _last_ckpt(tmp_path / "split")["lightq"]["updates"] == N
     assert "final eval return" not in first.stdout and "continue with --ckpt_path last" in first.stdout
+    assert _only_run(tmp_path / "split")[1].data.tags["complete"] == "false"  # sweeps/reports skip it
     second = _fit(tmp_path / "split", *args, "--ckpt_path", "last")
 
     a, b = _last_ckpt(tmp_path / "full"), _last_ckpt(tmp_path / "split")
@@ -45,6 +46,7 @@ def test_resume_after_max_steps_stop_trains_to_the_end(tmp_path):
     assert _eval_line(second.stdout).startswith("final eval return")
     assert _eval_line(second.stdout) == _eval_line(full.stdout)
     assert _metrics(tmp_path / "split") == _metrics(tmp_path / "full")
+    assert _only_run(tmp_path / "split")[1].data.tags["complete"] == "true"
 
 
 @pytest.mark.parametrize("how", ["last", "path"])

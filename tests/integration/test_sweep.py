@@ -44,6 +44,7 @@ def test_sweep_slurm_task_then_local_sweep_skips_it_then_report(in_tmp, capsys):
     (first,) = client.search_runs([exp.experiment_id])
     tags = first.data.tags
     assert first.info.status == "FINISHED" and tags["seed"] == "0" and tags["variant"] == "tiny"
+    assert tags["complete"] == "true"  # reached its total_env_steps
     assert tags["sweep_id"] == "tiny_sweep" and tags["algorithm"] == "DQN" and tags["env"] == "CartPole-v1"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags["git_sha"])
 
@@ -110,3 +111,17 @@ def test_gpu_workers_pin_one_run_per_gpu(in_tmp, monkeypatch):
     monkeypatch.setattr(sweep.subprocess, "run", fake_run)
     sweep.main(["--experiment", "g", "--seeds", "0", "1", "2", "3", "--variant", "a=--config x.yaml"])
     assert sorted(seen) == ["0", "0", "1", "1"]
+
+
+def test_skip_rule_ignores_a_run_stopped_before_its_end(in_tmp):
+    """A run stopped by --trainer.max_steps ends FINISHED in MLflow; the sweep must run it again."""
+    uri = f"sqlite:///{in_tmp}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("skips")
+    for seed, complete in ((0, "true"), (1, "false"), (2, None)):  # None: runs logged before the tag existed
+        tags = {"sweep_id": "s", "variant": "v", "seed": str(seed), "args_hash": "h"}
+        if complete is not None:
+            tags["complete"] = complete
+        run = client.create_run(exp, tags=tags)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    assert sorted(k[1] for k in sweep.finished_runs(uri, "skips", "s")) == [0, 2]
