@@ -20,17 +20,27 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_KIND_TAG",
+    "BrokenTrackingStore",
     "LightqMLFlowLogger",
     "TrackingServerUnreachable",
     "sync_spool",
     "absolute_sqlite_uri",
+    "check_sqlite_store",
     "continue_run_from_checkpoint",
     "git_sha",
+    "mark_model_training",
     "mlflow_run_record",
     "tag_run",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# MLflow 3's UI reads this experiment tag to pick its view; without it, it may infer a GenAI experiment
+# and show lightq's runs under "Evaluation runs" instead of the model-training runs table and charts.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,10 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_B
 
 class TrackingServerUnreachable(RuntimeError):
     """The MLflow tracking server does not answer at the start of a run."""
+
+
+class BrokenTrackingStore(RuntimeError):
+    """A local SQLite MLflow store whose creation or schema migration was interrupted, holding runs."""
 
 
 class LightqMLFlowLogger(MLFlowLogger):
@@ -98,6 +112,7 @@ class LightqMLFlowLogger(MLFlowLogger):
                             uri, problem, local)
                 print(f"lightq: MLflow server {uri} unreachable ({problem}); logging to {local}", flush=True)
                 uri = local
+        check_sqlite_store(uri)
         self.retry_every_s = retry_every_s
         self._pending: list[dict] = []  # metric batches not yet accepted by the server
         self._last_failure: float | None = None
@@ -139,6 +154,15 @@ class LightqMLFlowLogger(MLFlowLogger):
             super().log_hyperparams(new)
 
     _resumed = False
+    _kind_checked = False
+
+    @property
+    def experiment(self):
+        client = super().experiment
+        if not self._kind_checked and self._experiment_id is not None:
+            self._kind_checked = True  # once per logger: one get_experiment, not one per metric call
+            mark_model_training(client, self._experiment_id)
+        return client
 
     # -- resilience to a tracking server that goes away ---------------------------------------------
     def log_metrics(self, metrics, step=None) -> None:
@@ -209,6 +233,110 @@ class LightqMLFlowLogger(MLFlowLogger):
             super().finalize(status)
         except Exception as exc:
             log.warning("Could not mark MLflow run %s as %s (%s).", self.run_id, status, exc)
+
+
+def mark_model_training(client, experiment_id: str) -> bool:
+    """Tag the experiment ``mlflow.experimentKind=custom_model_development`` unless it has a kind already.
+
+    An experiment the user (or MLflow) already gave a kind keeps it; no other tag is touched. Returns
+    whether the tag was set. A store that refuses (read-only, server away) is not a reason to stop a run.
+    """
+    try:
+        if EXPERIMENT_KIND_TAG in client.get_experiment(experiment_id).tags:
+            return False
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return True
+    except Exception as exc:  # noqa: BLE001 - MlflowException or a connection error
+        log.warning("Could not tag MLflow experiment %s as model training (%s).", experiment_id, exc)
+        return False
+
+
+def check_sqlite_store(uri: str) -> Path | None:
+    """Make sure MLflow can open the SQLite store ``uri``; move a half-created one aside.
+
+    A process killed while MLflow creates (or migrates) a store's tables leaves a file with some tables
+    made and alembic's version behind them; every later open re-runs the migrations and fails with
+    "table ... already exists" or "duplicate column name". This opens the store the way MLflow does
+    (its table creation and migrations, on an engine of its own that is closed afterwards) and, on that
+    failure: a store holding no runs is renamed to ``<file>.broken-<UTC time>`` (kept, never deleted)
+    and the path returned, so MLflow creates a new one; a store holding runs is left as it is and
+    ``BrokenTrackingStore`` says what happened and how to recover. Other URIs, a missing file and
+    stores that open are left alone (``None``).
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or ":memory:" in uri:
+        return None
+    path = Path(uri[len(prefix):].split("?", 1)[0])
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    import hashlib
+    import tempfile
+
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+
+    lock = None
+    if os.name != "nt":  # ranks or sweep workers opening the same store: one probes, one moves it
+        from mlflow.utils.file_utils import ExclusiveFileLock
+
+        digest = hashlib.md5(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()
+        lock = ExclusiveFileLock(f"{tempfile.gettempdir()}/lightq-store-check-{digest}")
+        lock.__enter__()
+    try:
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            if not db_utils._all_tables_exist(engine):
+                db_utils._initialize_tables(engine)
+            return None
+        except sqlalchemy.exc.OperationalError as exc:
+            reason = str(exc.orig) if exc.orig is not None else str(exc).splitlines()[0]
+            if "already exists" not in reason and "duplicate column" not in reason:
+                raise
+        finally:
+            engine.dispose()
+        return _move_aside_or_explain(path, uri, reason)
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+
+def _move_aside_or_explain(path: Path, uri: str, reason: str) -> Path:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        version = (conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                   if "alembic_version" in tables else None)
+    conn.close()
+    what = (f"MLflow store {path} is half-created: the creation or migration of its tables was interrupted "
+            f"(e.g. a process killed while MLflow set it up), so MLflow cannot open it ({reason}; schema "
+            f"version {version[0] if version else 'not recorded'}).")
+    if runs:
+        raise BrokenTrackingStore(
+            f"{what} It holds {runs} runs, so lightq leaves it as it is. To go on with a new store, move it "
+            f"aside: `mv {path} {path}.broken` (its runs stay readable with sqlite3), or restore a copy taken "
+            f"before the interruption; or log elsewhere with MLFLOW_TRACKING_URI.")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.broken-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+        n += 1
+    path.rename(aside)
+    try:  # a cached engine would still write to the renamed file through its open connections
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    except (ImportError, AttributeError):
+        pass
+    message = (f"lightq: {what} It held no runs: moved it aside to {aside}; MLflow creates a new store at "
+               f"{path}.")
+    log.warning(message)
+    print(message, flush=True)
+    return aside
 
 
 def absolute_sqlite_uri(uri: str) -> str:
