@@ -62,6 +62,12 @@ def load_runs(
     """FINISHED runs of ``experiment`` grouped by variant, in ``variants`` order when given."""
     from mlflow import MlflowClient
 
+    from lightq.tracking.mlflow import BrokenTrackingStore, check_sqlite_store
+
+    try:
+        check_sqlite_store(uri)
+    except BrokenTrackingStore as exc:  # what happened and the fix, without a traceback
+        raise SystemExit(f"lightq report: {exc}") from None
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

@@ -123,3 +123,13 @@ def test_experiments_are_marked_model_training_without_touching_other_tags(tmp_p
     # A kind the user chose is kept.
     client.create_experiment("chosen", tags={EXPERIMENT_KIND_TAG: "finetuning"})
     assert experiment_tags("chosen")[EXPERIMENT_KIND_TAG] == "finetuning"
+
+
+def test_report_on_a_half_created_store_says_what_happened(tmp_path):
+    from lightq.commands.report import main
+
+    store = tmp_path / "mlflow.db"
+    uri = _partly_migrated_store(store, runs=1)
+    with pytest.raises(SystemExit) as info:
+        main(["--experiment", "lightq", "--tracking-uri", uri, "--out", str(tmp_path / "report")])
+    assert str(info.value.code).startswith(f"lightq report: MLflow store {store} is half-created")
