@@ -120,7 +120,8 @@ class ReplayIterable:
 
     Its length is the number of gradient updates of the run, so Lightning does not prefetch (a
     prefetched batch would be drawn before the latest env steps were stored). Before each draw it
-    calls ``before_sample`` (the collector's ``flush``) so staged transitions are in the buffer.
+    applies the queued priority updates, then calls ``before_sample`` (the collector's ``flush``) so
+    staged transitions are in the buffer, entering with the max priority (updates included).
 
     Args:
         buffer: The TorchRL replay buffer.
@@ -168,9 +169,12 @@ class ReplayIterable:
         return self._queue.pop(0)
 
     def _draw(self, k: int) -> None:
+        # Queued priorities first: their indices name the transitions that were sampled, and the flush
+        # may overwrite those slots (a full ring buffer). Applied after it, an evicted transition's |δ|
+        # would land on the new one, and the new items' max priority would miss the queued updates.
+        self._apply_priority_updates()
         if self.before_sample is not None:
             self.before_sample()
-        self._apply_priority_updates()
         bs = self.config.batch_size
         if self.config.prioritized:
             self.buffer.sampler.beta = self.beta()
@@ -200,7 +204,7 @@ class ReplayIterable:
                             self.served if served is None else served)
 
     def update_priorities(self, index: torch.Tensor, priority: torch.Tensor) -> None:
-        """Queue new priorities; they reach the sampler, in order, before the next draw.
+        """Queue new priorities; they reach the sampler, in order, before the next draw and its flush.
 
         Nothing samples in between, so applying them once per draw (one tree update for k batches,
         duplicates resolved last-write-wins) gives the same trees as k separate updates.
