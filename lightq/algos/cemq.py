@@ -22,7 +22,7 @@ from lightq.algos.base import _as
 from lightq.data.replay import Batch
 from lightq.nn.continuous import Critic
 from lightq.objectives.action_value import CEMConfig, ContinuousQ, MinOfQ, bootstrap_value
-from lightq.objectives.common import td_target
+from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss
 
 __all__ = ["CEMQ"]
@@ -37,7 +37,8 @@ class CEMQ(ContinuousAlgorithm):
         clipped_double_q: Two critics; the target is the min of their targets at the CEM action.
         tau: Polyak weight of the online critic per update; ``None`` = hard copies.
         target_update_period_updates: Period of hard copies when ``tau`` is ``None``.
-        loss: ``l2`` ((q − y)²), ``mse`` (½(q − y)²) or ``huber``.
+        loss: ``mse`` (``F.mse_loss``: mean (q − y)²), ``half_mse`` (½ of it) or ``huber``
+            (δ = 1); one vocabulary for every algorithm.
         max_grad_norm: Clip the gradient norm (``None`` = off).
         **kwargs: ``ContinuousAlgorithm`` settings (noise, hidden) and the shared ones.
     """
@@ -52,12 +53,13 @@ class CEMQ(ContinuousAlgorithm):
         clipped_double_q: bool = True,
         tau: float | None = 0.005,
         target_update_period_updates: int = 1000,
-        loss: str = "l2",
+        loss: str = "mse",
         max_grad_norm: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.cem = _as(CEMConfig, cem)
+        check_loss_name(loss)
         if not lr > 0:
             raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:

@@ -21,7 +21,7 @@ from lightq.algos.dqn import polyak_update
 from lightq.data.replay import Batch
 from lightq.nn.continuous import Actor, Critic
 from lightq.objectives.action_value import ContinuousQ, MinOfQ, bootstrap_value
-from lightq.objectives.common import td_target
+from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss, deterministic_actor_loss
 
 __all__ = ["DDPG"]
@@ -39,6 +39,8 @@ class DDPG(ContinuousAlgorithm):
             of half the action range.
         target_noise_clip: TD3: clip of that noise, same units.
         policy_delay: TD3: update the actor (and the targets) every this many critic updates (1 = DDPG).
+        loss: Critic regression: ``mse`` (``F.mse_loss``: mean (q − y)²), ``half_mse`` (½ of it) or ``huber``
+            (δ = 1); one vocabulary for every algorithm.
         max_grad_norm: Clip each network's gradient norm (``None`` = off).
         **kwargs: ``ContinuousAlgorithm`` settings (noise, hidden) and the shared ones.
     """
@@ -56,6 +58,7 @@ class DDPG(ContinuousAlgorithm):
         target_policy_noise: float = 0.0,
         target_noise_clip: float = 0.5,
         policy_delay: int = 1,
+        loss: str = "mse",
         max_grad_norm: float | None = None,
         **kwargs,
     ) -> None:
@@ -68,6 +71,7 @@ class DDPG(ContinuousAlgorithm):
             raise ValueError(f"tau={tau} must be in (0, 1].")
         if policy_delay < 1:
             raise ValueError(f"policy_delay={policy_delay} must be >= 1.")
+        check_loss_name(loss)
         self.save_hyperparameters_as_dicts()
         hidden = self.hparams.hidden
         low, high = self.action_space.low, self.action_space.high
@@ -109,7 +113,7 @@ class DDPG(ContinuousAlgorithm):
             y = td_target(batch.reward, batch.discount, batch.terminated, v_t)
         q1 = self.critic(batch.obs, batch.action)
         qs = (q1, self.critic2(batch.obs, batch.action)) if self.critic2 is not None else q1
-        out = critic_loss(qs, y, weights=batch.weight)
+        out = critic_loss(qs, y, loss=hp.loss, weights=batch.weight)
         self.gradient_step(out.loss, 0, max_grad_norm=hp.max_grad_norm, q_values=q1)  # critic: φ ← φ − α ∇ (Q − y)²
         metrics = dict(out.metrics)
         if (self.updates + 1) % hp.policy_delay == 0:

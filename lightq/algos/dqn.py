@@ -28,7 +28,7 @@ from lightq.data.replay import Batch
 from lightq.interaction.exploration import EpsilonSchedule
 from lightq.nn.cnn import NatureQNetwork
 from lightq.nn.mlp import QNetwork
-from lightq.objectives.common import float32_math
+from lightq.objectives.common import check_loss_name, float32_math
 from lightq.objectives.dqn import dqn_loss
 
 __all__ = ["DQN", "hard_update", "polyak_update"]
@@ -60,7 +60,8 @@ class DQN(OffPolicyAlgorithm):
         adam_eps: Adam ε.
         target_update_period_updates: Hard copy φ' ← φ every this many updates (ignored when ``tau`` is set).
         tau: Polyak weight of the online net, applied every update; ``None`` = hard updates.
-        loss: ``huber`` (δ = ``huber_delta``) or ``mse``.
+        loss: ``huber`` (δ = ``huber_delta``), ``mse`` (``F.mse_loss``: mean (q − y)²) or ``half_mse``
+            (½ of it: its gradient is the TD error); one vocabulary for every algorithm.
         huber_delta: Huber threshold.
         max_grad_norm: Clip the global gradient norm to this; ``None`` = no clipping.
         **kwargs: Shared settings of ``OffPolicyAlgorithm`` (env, replay, evaluation, seed, clocks, γ, n_step).
@@ -81,7 +82,7 @@ class DQN(OffPolicyAlgorithm):
         adam_eps: float = 1e-8,
         target_update_period_updates: int = 500,
         tau: float | None = None,
-        loss: Literal["huber", "mse"] = "huber",
+        loss: str = "huber",  # str, not Literal: an old name gets check_loss_name's message
         huber_delta: float = 1.0,
         max_grad_norm: float | None = 10.0,
         **kwargs,
@@ -94,8 +95,7 @@ class DQN(OffPolicyAlgorithm):
             raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1] (weight of the online net per Polyak update).")
-        if loss not in ("huber", "mse"):
-            raise ValueError(f"loss={loss!r} must be 'huber' or 'mse'.")
+        check_loss_name(loss)
         self.save_hyperparameters_as_dicts()
         obs_dim = int(torch.tensor(self.observation_space.shape).prod())
         self.num_actions = int(self.action_space.n)

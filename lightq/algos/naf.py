@@ -21,7 +21,7 @@ from lightq.algos.dqn import hard_update, polyak_update
 from lightq.data.replay import Batch
 from lightq.nn.continuous import NAFNetwork, naf_q
 from lightq.objectives.action_value import bootstrap_value
-from lightq.objectives.common import td_target
+from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss
 
 __all__ = ["NAF", "NAFActionValue"]
@@ -50,7 +50,8 @@ class NAF(ContinuousAlgorithm):
         lr: Adam learning rate.
         tau: Polyak weight of the online net per update (paper: 0.001); ``None`` = hard copies.
         target_update_period_updates: Period of hard copies when ``tau`` is ``None``.
-        loss: ``mse`` (½(q − y)²), ``l2`` ((q − y)²) or ``huber``.
+        loss: ``mse`` (``F.mse_loss``: mean (q − y)²), ``half_mse`` (½ of it) or ``huber``
+            (δ = 1); one vocabulary for every algorithm.
         max_grad_norm: Clip the gradient norm (``None`` = off).
         mu_preactivation_penalty: Weight of ``mean(pre_tanh(μ)²)`` added to the loss. When P(s) is small
             the quadratic barely pulls μ, and a μ that drifts into tanh's flat tails stays there (its
@@ -67,7 +68,7 @@ class NAF(ContinuousAlgorithm):
         lr: float = 1e-3,
         tau: float | None = 0.005,
         target_update_period_updates: int = 1000,
-        loss: str = "l2",
+        loss: str = "mse",
         max_grad_norm: float | None = None,
         mu_preactivation_penalty: float = 0.0,
         **kwargs,
@@ -79,8 +80,7 @@ class NAF(ContinuousAlgorithm):
             raise ValueError(f"lr={lr} must be > 0.")
         if tau is not None and not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau} must be in (0, 1].")
-        if loss not in ("mse", "l2", "huber"):
-            raise ValueError(f"loss={loss!r} must be 'mse', 'l2' or 'huber'.")
+        check_loss_name(loss)
         self.save_hyperparameters_as_dicts()
         low, high = self.action_space.low, self.action_space.high
         with torch.random.fork_rng(devices=[]):

@@ -13,12 +13,12 @@ from lightq.objectives.action_value import (
     bootstrap_value,
     cem_maximize,
 )
-from lightq.objectives.common import LossOutput, td_error_loss, td_target
+from lightq.objectives.common import LOSS_NAMES, LossOutput, check_loss_name, td_error_loss, td_target
 from lightq.objectives.continuous import critic_loss, deterministic_actor_loss
 from lightq.objectives.dqn import double_q_bootstrap, dqn_loss, max_q_bootstrap
 
 __all__ = [
-    "ActionValue", "CEMConfig", "ContinuousQ", "DiscreteQ", "LossOutput", "MinOfQ", "bootstrap_value",
-    "cem_maximize", "critic_loss", "deterministic_actor_loss", "double_q_bootstrap", "dqn_loss",
+    "LOSS_NAMES", "ActionValue", "CEMConfig", "ContinuousQ", "DiscreteQ", "LossOutput", "MinOfQ", "bootstrap_value",
+    "cem_maximize", "check_loss_name", "critic_loss", "deterministic_actor_loss", "double_q_bootstrap", "dqn_loss",
     "max_q_bootstrap", "td_error_loss", "td_target",
 ]

@@ -1,4 +1,4 @@
-"""The seam of the lecture's table (DESIGN.md §1): how ``max_a Q(s, a)`` and the greedy action are computed.
+"""The seam of the lecture's table: how ``max_a Q(s, a)`` and the greedy action are computed.
 
 PFRL's ``ActionValue`` idea: every algorithm exposes its Q-function through three operations,
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from lightq.objectives.common import LossOutput, td_error_loss
+from lightq.objectives.common import LossName, LossOutput, check_loss_name, td_error_loss
 
 __all__ = ["critic_loss", "deterministic_actor_loss"]
 
@@ -15,22 +13,21 @@ def critic_loss(
     q_tm1: torch.Tensor | tuple[torch.Tensor, ...],
     y: torch.Tensor,
     *,
-    loss: Literal["mse", "huber", "l2"] = "l2",
+    loss: LossName = "mse",
+    huber_delta: float = 1.0,
     weights: torch.Tensor | None = None,
 ) -> LossOutput:
     """Regression of one or several critics' Q(s, a) [B] toward the TD target y [B] (summed over critics).
 
-    ``l2`` is ``mean((q − y)²)``: what DDPG/TD3 implementations (and TorchRL's ``DDPGLoss``) minimise;
-    ``mse`` is lightq's ½(q − y)² and ``huber`` is Huber with δ = 1.
+    ``loss`` names mean what they mean in every lightq algorithm (``td_error_loss``): ``mse`` is
+    ``F.mse_loss``, mean (q − y)², what DDPG/TD3 implementations (and TorchRL's ``DDPGLoss`` with
+    ``loss_function="l2"``) minimise; ``half_mse`` is ½ of it; ``huber`` is Huber with δ = ``huber_delta``.
     """
+    check_loss_name(loss)
     qs = q_tm1 if isinstance(q_tm1, tuple) else (q_tm1,)
     total = 0.0
     for q in qs:
-        if loss == "l2":
-            per = (q.float() - y).pow(2)
-            total = total + (per * weights if weights is not None else per).mean()
-        else:
-            total = total + td_error_loss(q, y, loss=loss, weights=weights)[0]
+        total = total + td_error_loss(q, y, loss=loss, huber_delta=huber_delta, weights=weights, with_td=False)[0]
     abs_td = (qs[0].detach().float() - y).abs()
     metrics = {"critic_loss": total.detach(), "q_mean": qs[0].detach().float().mean()}
     return LossOutput(total, metrics, abs_td)

@@ -5,11 +5,9 @@ Names follow rlax/Acme: ``_tm1`` is the sampled state s, ``_t`` the (n-step) nex
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from lightq.objectives.common import LossOutput, td_error_loss, td_target
+from lightq.objectives.common import LossName, LossOutput, td_error_loss, td_target
 
 __all__ = ["dqn_loss", "double_q_bootstrap", "max_q_bootstrap", "td_target"]
 
@@ -34,7 +32,7 @@ def dqn_loss(
     q_t_target: torch.Tensor,
     q_t_online: torch.Tensor | None = None,
     *,
-    loss: Literal["huber", "mse"] = "huber",
+    loss: LossName = "huber",
     huber_delta: float = 1.0,
     weights: torch.Tensor | None = None,
     with_metrics: bool = True,
@@ -50,7 +48,7 @@ def dqn_loss(
         terminated_t: [B] bool.
         q_t_target: [B, A] target-network Q(s', ·).
         q_t_online: [B, A] online Q(s', ·) for double-Q action selection, or ``None``.
-        loss: ``huber`` or ``mse``.
+        loss: ``huber``, ``mse`` (``F.mse_loss``) or ``half_mse`` (½ of it); see ``td_error_loss``.
         huber_delta: Huber threshold.
         weights: [B] importance weights (prioritized replay) or ``None``.
         with_metrics: Also return ``q_mean`` and ``td_abs_mean`` (two reductions: skip them on updates

@@ -7,11 +7,11 @@ mix-up of online and target parameters on either side shows up. lightq's side is
 ``DDPG.training_step`` does it:
 
     y       = td_target(r, γ·1, terminated, bootstrap_value(ContinuousQ(critic', actor=μ'), s'))
-    critic  = critic_loss(critic(s, a), y, loss="l2")
+    critic  = critic_loss(critic(s, a), y, loss="mse")
     actor   = deterministic_actor_loss(critic(s, μ(s)))
 
 Conventions (read from torchrl/objectives/ddpg.py, common.py and value/functional.py):
-  * ``loss_function="l2"`` is ``F.mse_loss`` = (q − y)² reduced by mean: identical to lightq's ``"l2"``
+  * ``loss_function="l2"`` is ``F.mse_loss`` = (q − y)² reduced by mean: identical to lightq's ``"mse"``
     (no factor ½), so values and gradients are compared with factor 1.
   * The actor loss is −mean Q(s, μ(s)) with the critic's parameters detached: same as lightq's (whose
     optimizer only steps the actor's parameters).
@@ -158,7 +158,7 @@ def _lightq_losses(lq, td, weights=None):
     target = ContinuousQ(lq["critic_target"], low=LOW, high=HIGH, actor=lq["actor_target"])
     v_t = bootstrap_value(target, td["next", "observation"])
     y = td_target(td["next", "reward"].squeeze(-1), torch.full((B,), GAMMA), td["next", "terminated"].squeeze(-1), v_t)
-    c_out = critic_loss(lq["critic"](obs, action), y, loss="l2", weights=weights)
+    c_out = critic_loss(lq["critic"](obs, action), y, loss="mse", weights=weights)
     a_out = deterministic_actor_loss(lq["critic"](obs, lq["actor"](obs)))
     return y, c_out, a_out
 

@@ -76,7 +76,8 @@ def test_td_target_half_precision_inputs_upcast() -> None:
 #
 # plain: y = [1.2 + 0.5*4, 0 (terminated), -1 + 0.25*6] = [3.2, 0, 0.5]
 #        td = y - Q(s,a) = [0.2, -0.5, -1.5]
-#        mse   per-sample 0.5*td^2           = [0.02, 0.125, 1.125]      mean = 1.27/3
+#        mse      per-sample td^2            = [0.04, 0.25, 2.25]        mean = 2.54/3
+#        half_mse per-sample 0.5*td^2        = [0.02, 0.125, 1.125]      mean = 1.27/3
 #        huber per-sample (δ=1)              = [0.02, 0.125, 1.5 - 0.5]  mean = 1.145/3
 #
 # q_t_online = [[5, 0, 0], [0, 0, 1], [0, 3, 1]] -> argmax = [0, 2, 1]
@@ -84,7 +85,8 @@ def test_td_target_half_precision_inputs_upcast() -> None:
 # double: v = q_t_target[argmax online] = [2, 0, -2]
 #         y = [1.2 + 0.5*2, 0, -1 + 0.25*(-2)] = [2.2, 0, -1.5]
 #         td = [-0.8, -0.5, -3.5]
-#         mse   per-sample = [0.32, 0.125, 6.125]        mean = 6.57/3 = 2.19
+#         mse      per-sample = [0.64, 0.25, 12.25]      mean = 13.14/3 = 4.38
+#         half_mse per-sample = [0.32, 0.125, 6.125]     mean = 6.57/3 = 2.19
 #         huber per-sample = [0.32, 0.125, 3.5 - 0.5]    mean = 3.445/3
 
 
@@ -112,7 +114,7 @@ def test_bootstraps_by_hand() -> None:
 
 @pytest.mark.parametrize(
     ("loss", "expected"),
-    [("mse", 1.27 / 3), ("huber", 1.145 / 3)],
+    [("mse", 2.54 / 3), ("half_mse", 1.27 / 3), ("huber", 1.145 / 3)],
 )
 def test_dqn_loss_plain_by_hand(loss: str, expected: float) -> None:
     out = dqn_loss(**_batch(), loss=loss)
@@ -130,14 +132,14 @@ def test_huber_delta_changes_the_quadratic_zone() -> None:
     # 0.5*(0.5-0.25)) ; |1.5| -> 0.5*(1.5 - 0.25) = 0.625.  Mean = 0.77/3.
     out = dqn_loss(**_batch(), loss="huber", huber_delta=0.5)
     torch.testing.assert_close(out.loss, torch.tensor(0.77 / 3), rtol=0, atol=1e-6)
-    # δ = 2: every |td| <= 2 so Huber == ½ td² == the MSE value.
+    # δ = 2: every |td| <= 2 so Huber == ½ td² == the half_mse value.
     out2 = dqn_loss(**_batch(), loss="huber", huber_delta=2.0)
     torch.testing.assert_close(out2.loss, torch.tensor(1.27 / 3), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(
     ("loss", "expected"),
-    [("mse", 2.19), ("huber", 3.445 / 3)],
+    [("mse", 4.38), ("half_mse", 2.19), ("huber", 3.445 / 3)],
 )
 def test_double_dqn_loss_by_hand(loss: str, expected: float) -> None:
     b = _batch()
@@ -160,9 +162,12 @@ def test_double_with_online_equal_to_target_is_plain() -> None:
 
 def test_importance_weights_scale_per_sample_loss() -> None:
     w = torch.tensor([1.0, 0.5, 0.2])
-    # mse per-sample [0.02, 0.125, 1.125] * w = [0.02, 0.0625, 0.225] -> mean 0.3075/3 = 0.1025
-    out = dqn_loss(**_batch(), loss="mse", weights=w)
+    # half_mse per-sample [0.02, 0.125, 1.125] * w = [0.02, 0.0625, 0.225] -> mean 0.3075/3 = 0.1025
+    out = dqn_loss(**_batch(), loss="half_mse", weights=w)
     torch.testing.assert_close(out.loss, torch.tensor(0.1025), rtol=0, atol=1e-6)
+    # mse per-sample [0.04, 0.25, 2.25] * w = [0.04, 0.125, 0.45] -> mean 0.615/3 = 0.205
+    out_m = dqn_loss(**_batch(), loss="mse", weights=w)
+    torch.testing.assert_close(out_m.loss, torch.tensor(0.205), rtol=0, atol=1e-6)
     # huber per-sample [0.02, 0.125, 1.0] * w = [0.02, 0.0625, 0.2] -> mean 0.2825/3
     out_h = dqn_loss(**_batch(), loss="huber", weights=w)
     torch.testing.assert_close(out_h.loss, torch.tensor(0.2825 / 3), rtol=0, atol=1e-6)
@@ -176,8 +181,10 @@ def test_importance_weights_scale_per_sample_loss() -> None:
 @pytest.mark.parametrize(
     ("loss", "expected_grad_at_action"),
     [
-        # mse: d/dQ mean(½(y-Q)²) = -(y-Q)/B = -td/3
-        ("mse", [-0.2 / 3, 0.5 / 3, 1.5 / 3]),
+        # half_mse: d/dQ mean(½(y-Q)²) = -(y-Q)/B = -td/3
+        ("half_mse", [-0.2 / 3, 0.5 / 3, 1.5 / 3]),
+        # mse: d/dQ mean((y-Q)²) = -2 td/3
+        ("mse", [-0.4 / 3, 1.0 / 3, 3.0 / 3]),
         # huber δ=1: -clip(td, -1, 1)/B
         ("huber", [-0.2 / 3, 0.5 / 3, 1.0 / 3]),
     ],
@@ -226,9 +233,11 @@ def test_gradient_does_not_reach_target_network_params() -> None:
 def test_td_error_loss_rejects_unknown_loss() -> None:
     with pytest.raises(ValueError):
         td_error_loss(torch.zeros(2), torch.ones(2), loss="l1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="use loss='mse'"):
+        td_error_loss(torch.zeros(2), torch.ones(2), loss="l2")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("loss", "expected"), [("mse", 1.27 / 3), ("huber", 1.145 / 3)])
+@pytest.mark.parametrize(("loss", "expected"), [("mse", 2.54 / 3), ("half_mse", 1.27 / 3), ("huber", 1.145 / 3)])
 def test_dqn_loss_lean_path_same_value_and_gradient(loss: str, expected: float) -> None:
     """Without metrics and priorities the loss is one fused op: same value and gradient as the full path."""
     grads = []

@@ -5,8 +5,8 @@ the nets handed to lightq are loaded *from* the loss module's ``value_network_pa
 ``target_value_network_params``, so any mismatch in which params each side uses would show up.
 
 Conventions that differ between the two (and are accounted for below):
-  * TorchRL ``loss_function="l2"`` is ``F.mse_loss(q, y)`` = (q - y)², *without* the ½; lightq's
-    ``"mse"`` is ½ (q - y)².  So  torchrl_l2 == 2 * lightq_mse  (and the gradients too).
+  * TorchRL ``loss_function="l2"`` is ``F.mse_loss(q, y)`` = (q - y)² (``distance_loss``), the same as
+    lightq's ``"mse"``; lightq's ``"half_mse"`` is ½ of it:  torchrl_l2 == lightq_mse == 2 * lightq_half_mse.
   * TorchRL ``"smooth_l1"`` (β = 1) is exactly Huber with δ = 1, i.e. lightq's ``"huber"``.
   * TorchRL writes ``td_error`` = (q - y)² as priority; lightq returns |q - y|.
   * TorchRL's weighted mean is Σ wℓ / Σ w; lightq's is Σ wℓ / B.
@@ -124,12 +124,12 @@ def _lightq(online, target, td: TensorDict, double: bool, loss: str, weights=Non
     )
 
 
-LOSS_PAIRS = [("l2", "mse", 2.0), ("smooth_l1", "huber", 1.0)]  # torchrl == scale * lightq
+LOSS_PAIRS = [("l2", "mse", 1.0), ("l2", "half_mse", 2.0), ("smooth_l1", "huber", 1.0)]  # torchrl == scale * lightq
 
 
 @pytest.mark.parametrize("perturb_target", [False, True], ids=["target=online", "target!=online"])
 @pytest.mark.parametrize("double", [False, True], ids=["dqn", "double"])
-@pytest.mark.parametrize(("tl_fn", "lq_fn", "scale"), LOSS_PAIRS, ids=["l2-mse", "smoothl1-huber"])
+@pytest.mark.parametrize(("tl_fn", "lq_fn", "scale"), LOSS_PAIRS, ids=["l2-mse", "l2-half_mse", "smoothl1-huber"])
 def test_matches_torchrl_dqn_loss(tl_fn: str, lq_fn: str, scale: float, double: bool, perturb_target: bool) -> None:
     tl_loss, online, target = _setup(double, tl_fn, perturb_target)
     td = _batch(seed=1)
@@ -151,7 +151,7 @@ def test_matches_torchrl_dqn_loss(tl_fn: str, lq_fn: str, scale: float, double: 
     # TorchRL's priority is the squared TD error
     torch.testing.assert_close(td["td_error"].squeeze(-1), out.priorities.pow(2), rtol=1e-5, atol=1e-6)
 
-    # Same gradient w.r.t. the online parameters (up to the ½ convention of l2 vs mse).
+    # Same gradient w.r.t. the online parameters (up to the ½ of half_mse).
     tl_grads = torch.autograd.grad(tl_value, online_params)
     lq_grads = torch.autograd.grad(out.loss, list(online.parameters()))
     keys = list(tl_loss.value_network_params.keys(True, True))
@@ -170,7 +170,7 @@ def test_double_and_plain_targets_differ_when_target_differs() -> None:
         tl_loss, online, target = _setup(double, "l2", perturb_target=True, seed=3)
         tl_value = tl_loss(td.clone())["loss"]
         lq_value = _lightq(online, target, td, double, "mse").loss
-        torch.testing.assert_close(tl_value, 2.0 * lq_value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(tl_value, lq_value, rtol=1e-5, atol=1e-6)
         values[double] = lq_value.item()
     assert values[False] != pytest.approx(values[True], rel=1e-3)
 
