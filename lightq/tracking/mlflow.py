@@ -31,6 +31,7 @@ __all__ = [
     "continue_run_from_checkpoint",
     "git_sha",
     "mark_model_training",
+    "mlflow_ui_url",
     "mlflow_run_record",
     "tag_run",
 ]
@@ -337,6 +338,16 @@ def _move_aside_or_explain(path: Path, uri: str, reason: str) -> Path:
     log.warning(message)
     print(message, flush=True)
     return aside
+
+
+def mlflow_ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment's runs (or of one run) in its model-training view.
+
+    MLflow 3.17's UI opens in its GenAI view unless the page asks for ``workflowType=machine_learning``
+    (it then keeps that choice in the browser); the GenAI view files runs under "Evaluation runs".
+    """
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{page}?workflowType=machine_learning"
 
 
 def absolute_sqlite_uri(uri: str) -> str:
