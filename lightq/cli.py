@@ -28,7 +28,8 @@ from lightq.commands import COMMANDS, run_command
 from lightq.quiet import silence_irrelevant_output
 from lightq.reliability import DivergenceError, EnvFaultError
 from lightq.reliability.validation import CheckpointError, check_checkpoint, explain_parse_error
-from lightq.tracking.mlflow import TrackingServerUnreachable, continue_run_from_checkpoint, git_sha, tag_run
+from lightq.tracking.mlflow import (BrokenTrackingStore, TrackingServerUnreachable, continue_run_from_checkpoint,
+                                   git_sha, mlflow_ui_url, tag_run)
 
 __all__ = ["LightqCLI", "main"]
 
@@ -194,7 +195,8 @@ class LightqCLI(LightningCLI):
                 tag_run(logger, {"complete": str(model.updates >= model.num_updates).lower()})
                 lines.append(
                     f"MLflow run {logger.run_id} (experiment {logger.name}) in {logger._tracking_uri}; "
-                    f"view with: mlflow ui --backend-store-uri {logger._tracking_uri}"
+                    f"view with: mlflow ui --backend-store-uri {logger._tracking_uri}, then open "
+                    f"{mlflow_ui_url('http://127.0.0.1:5000', logger.experiment_id, logger.run_id)}"
                 )
         ckpt = self.trainer.checkpoint_callback
         path = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
@@ -269,7 +271,16 @@ def main(args=None) -> None:
     except (CheckpointError, TrackingServerUnreachable) as error:
         print(f"lightq: invalid configuration:\n  {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except BrokenTrackingStore as error:
+        print(f"lightq: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
     except ValueError as error:  # a setting refused when the classes are built (lightq's own checks)
+        cause = error  # jsonargparse wraps what the logger's constructor raised
+        while cause is not None and not isinstance(cause, BrokenTrackingStore):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # the tracking store is broken: not a setting
+            print(f"lightq: {cause}", file=sys.stderr, flush=True)
+            sys.exit(1)
         summary = explain_parse_error(str(error))
         if summary is None:
             raise

@@ -133,3 +133,21 @@ def test_report_on_a_half_created_store_says_what_happened(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["--experiment", "lightq", "--tracking-uri", uri, "--out", str(tmp_path / "report")])
     assert str(info.value.code).startswith(f"lightq report: MLflow store {store} is half-created")
+
+
+def test_cli_on_a_half_created_store_with_runs_says_what_happened_not_invalid_configuration(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store = tmp_path / "mlflow.db"
+    uri = _partly_migrated_store(store, runs=1)
+    digest = _digest(store)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "lightq.cli", "fit", "--config", str(root / "configs/dqn/cartpole.yaml")],
+                          cwd=tmp_path, env=dict(os.environ, MLFLOW_TRACKING_URI=uri), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "invalid configuration" not in proc.stderr
+    assert f"lightq: MLflow store {store} is half-created" in proc.stderr and "Traceback" not in proc.stderr
+    assert _digest(store) == digest
