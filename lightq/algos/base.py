@@ -491,8 +491,8 @@ class OffPolicyAlgorithm(pl.LightningModule):
         """Uniform random actions for the warm-up, drawn from the exploration generator."""
         n = obs.shape[0]
         space = self.action_space
-        if isinstance(space, gym.spaces.Discrete):  # floor(u·n): numpy's Generator.integers costs ~10 µs a call
-            return (self.explore_rng.random(n) * int(space.n)).astype(np.int64) + int(space.start)
+        if isinstance(space, gym.spaces.Discrete):  # indices 0..n-1 (make_env shifts a space's start away)
+            return (self.explore_rng.random(n) * int(space.n)).astype(np.int64)
         u = self.explore_rng.random((n, *space.shape), dtype=np.float32)
         return space.low + u * (space.high - space.low)
 

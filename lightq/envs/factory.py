@@ -82,6 +82,29 @@ def env_seeds(seed: int, num_envs: int, rank: int = 0) -> list[int]:
     return [seed + rank * num_envs + i for i in range(num_envs)]
 
 
+class ShiftedDiscrete(gym.ActionWrapper):
+    """``Discrete(n, start=k)`` seen as ``Discrete(n)``: the agent picks index i, the env receives i + k.
+
+    lightq's policies, replay and losses index actions from 0 (argmax, ``gather``); converting once, at
+    the env boundary, keeps every one of them right for spaces that start elsewhere.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.start = int(env.action_space.start)
+        self.action_space = gym.spaces.Discrete(int(env.action_space.n), seed=None)
+
+    def action(self, action):
+        return np.asarray(action) + self.start
+
+
+def _shift_discrete_start(env: gym.Env) -> gym.Env:
+    space = env.action_space
+    if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
+        return ShiftedDiscrete(env)
+    return env
+
+
 def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
     """A single (non-vector) env, e.g. for evaluation."""
     if config.id.startswith("ALE/"):  # full games, unclipped score (lightq.envs.atari)
@@ -92,7 +115,9 @@ def make_env(config: EnvConfig, *, render_mode: str | None = None) -> gym.Env:
     kwargs = {}
     if config.max_episode_steps is not None:
         kwargs["max_episode_steps"] = config.max_episode_steps
-    return gym.make(config.id, render_mode=render_mode, **kwargs)
+    if render_mode is not None:  # only when asked: many research envs take no render_mode argument
+        kwargs["render_mode"] = render_mode
+    return _shift_discrete_start(gym.make(config.id, **kwargs))
 
 
 def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
@@ -121,6 +146,7 @@ def make_vec_env(config: EnvConfig) -> gym.vector.VectorEnv:
         num_envs=config.num_envs,
         vectorization_mode=config.vectorization,
         vector_kwargs=vector_kwargs,
+        wrappers=[_shift_discrete_start],
         **kwargs,
     )
     if type(env) is gym.vector.SyncVectorEnv and LeanSyncVectorEnv.handles(env):

@@ -1,7 +1,7 @@
 """``EnvInteractionCallback``: feeds the replay buffer between gradient updates.
 
 Lightning fetches the batch *before* ``on_train_batch_start``, so env steps belong in
-``on_train_batch_end`` (DESIGN.md §2): update u is followed by the env steps that bring the env-step
+``on_train_batch_end``: update u is followed by the env steps that bring the env-step
 clock to ``learning_starts_env_steps + u * env_steps_per_update``, and the next batch is drawn after
 them. ``on_train_start`` runs after a checkpoint restore, so the warm-up is skipped when the counters
 show it done.
