@@ -77,10 +77,15 @@ def _resolve_device(name: str) -> torch.device:
 def load_checkpoint_agent(path: str | Path, *, device: torch.device | str = "cpu") -> LoadedAgent:
     """Rebuild the algorithm a lightq checkpoint was written by, with its weights, on ``device``."""
     from lightq.algos.registry import algorithm_class
+    from lightq.reliability.validation import not_a_torch_file
 
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"lightq evaluate: checkpoint {path} does not exist (the path `lightq fit` printed?).")
+    why = not_a_torch_file(path)
+    if why is not None:
+        raise SystemExit(f"lightq evaluate: {path} is not a checkpoint: {why}. Pass a .ckpt file written by "
+                         "`lightq fit`, or a logged policy with --model_uri.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, not a torch archive, or pickled objects beyond weights

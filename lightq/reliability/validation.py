@@ -129,11 +129,29 @@ def explain_parse_error(message: str) -> str | None:
     return "\n".join(f"  {line}" for line in lines) if lines else None
 
 
+def not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a torch checkpoint at all, or ``None``. torch.save writes a zip archive
+    (``PK``); its legacy format is a pickle (protocol ≥ 2 starts with byte 0x80). Anything else, a text
+    file say, would otherwise reach the unpickler and be reported as unsafe objects."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    if not head:
+        return "it is empty"
+    kind = "a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "not a torch file"
+    return f"it is {kind} (a checkpoint is a zip archive written by torch.save; its first bytes are {head!r})"
+
+
 def check_checkpoint(path: str | Path, algorithm: str | None) -> dict[str, Any]:
     """Load ``path`` safely and check it is a lightq checkpoint of ``algorithm``; returns it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={str(path)!r} does not exist. Pass an existing .ckpt file or 'last'.")
+    why = not_a_torch_file(path)
+    if why is not None:
+        raise CheckpointError(f"ckpt_path={str(path)!r} is not a checkpoint: {why}. Pass a .ckpt file written "
+                              "by `lightq fit` (the path it printed), or 'last'.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:

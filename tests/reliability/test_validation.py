@@ -55,7 +55,8 @@ def _error(capsys, *args, config=CARTPOLE) -> str:
         (["--model.init_args.env.id", "Pendulum-v1"],
          "DQN needs a Discrete action space, got Box(-2.0, 2.0, (1,), float32). Algorithms that accept Box actions: "
          "DDPG, NAF, CEMQ."),
-        (["--model.init_args.replay.batch_size", "4096"], "replay.batch_size=4096 is larger than the warm-up"),
+        (["--model.init_args.replay.capacity", "64", "--model.init_args.replay.batch_size", "128"],
+         "replay.capacity=64 is smaller than replay.batch_size=128"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key_the_value_and_the_fix(capsys, args, expected):
@@ -110,3 +111,34 @@ def test_truncated_real_checkpoint(capsys, tmp_path, in_tmp):
     truncated.write_bytes(data[: len(data) // 2])
     err = _error(capsys, "--ckpt_path", str(truncated))
     assert "is corrupted or truncated" in err
+
+
+class _Code:  # an object whose unpickling would run this module's code
+    pass
+
+
+def test_a_text_file_is_not_a_checkpoint_and_pickled_code_is_still_unsafe(capsys, tmp_path, in_tmp):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("epoch 3: looked good\n")
+    err = _error(capsys, "--ckpt_path", str(text))
+    assert f"ckpt_path='{text}' is not a checkpoint: it is a text file" in err
+    assert "cannot be loaded safely" not in err
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    assert "is not a checkpoint: it is empty" in _error(capsys, "--ckpt_path", str(empty))
+    # Real pickled code, in torch's zip format and in its legacy pickle format: refused as unsafe.
+    for name, kwargs in (("code.ckpt", {}), ("legacy.ckpt", {"_use_new_zipfile_serialization": False})):
+        path = tmp_path / name
+        torch.save({"lightq": {"algorithm": "DQN"}, "x": _Code()}, path, **kwargs)
+        err = _error(capsys, "--ckpt_path", str(path))
+        assert "holds objects that cannot be loaded safely" in err, name
+
+
+def test_evaluate_says_a_text_file_is_not_a_checkpoint(tmp_path):
+    from lightq.commands.evaluate import load_checkpoint_agent
+
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not weights\n")
+    with pytest.raises(SystemExit) as info:
+        load_checkpoint_agent(text)
+    assert "is not a checkpoint: it is a text file" in str(info.value.code)
