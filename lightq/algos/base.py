@@ -206,12 +206,6 @@ class OffPolicyAlgorithm(pl.LightningModule):
             raise ValueError(f"n_step={n_step} must be >= 1.")
         if log_every < 1:
             raise ValueError(f"log_every_updates={log_every} must be >= 1.")
-        if self.replay_config.batch_size > max(starts, 1) and starts > 0:
-            raise ValueError(
-                f"replay.batch_size={self.replay_config.batch_size} is larger than the warm-up "
-                f"learning_starts_env_steps={starts}: the first batch would repeat transitions. "
-                "Raise learning_starts_env_steps or lower the batch size."
-            )
 
     def save_hyperparameters_as_dicts(self) -> None:
         """``save_hyperparameters`` with dataclasses stored as dicts (checkpoints stay weights_only-loadable)."""

@@ -50,6 +50,11 @@ class ReplayConfig:
         for name in ("capacity", "batch_size", "batches_per_sample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"replay.{name}={getattr(self, name)} must be >= 1.")
+        if self.capacity < self.batch_size:
+            raise ValueError(
+                f"replay.capacity={self.capacity} is smaller than replay.batch_size={self.batch_size}: every batch "
+                "would repeat transitions. Raise replay.capacity or lower replay.batch_size."
+            )
         if self.storage not in ("tensor", "memmap"):
             raise ValueError(f"replay.storage={self.storage!r} must be 'tensor' or 'memmap'.")
 

@@ -31,7 +31,23 @@ class EnvInteractionCallback(pl.Callback):
         self._schedule = (start, module.global_env_steps_per_update, module.hparams.log_every_updates)
         collector = module.collector
         check_lockstep(module, collector.env_steps, module.updates)
-        module.collect_until(start, module.warmup_policy)  # the global clock (all ranks)
+        fresh = module.updates == 0 and collector.env_steps == 0
+        # The first update needs a stored transition on every rank: with n-step returns one is stored after
+        # n_step vector steps (or an episode end). A warm-up shorter than that (learning_starts_env_steps: 0,
+        # as RL Baselines3 Zoo's Acrobot and LunarLander settings) is raised to it; later updates catch up
+        # with the env-step clock, so the run's env steps and updates stay as configured.
+        fewest = module.hparams.n_step * collector.num_envs * module._world
+        module.collect_until(max(start, fewest) if fresh else start, module.warmup_policy)  # global clock
+        if fresh:
+            stored = len(collector.buffer) + sum(len(chunk["reward"]) for chunk in collector._staged)
+            batch = module.replay.config.batch_size
+            if batch > stored:
+                rank_zero_warn(
+                    f"replay.batch_size={batch} is larger than the {stored} transitions stored per rank after the "
+                    f"warm-up (learning_starts_env_steps={start}, n_step={module.hparams.n_step}): the first "
+                    "batches repeat transitions (sampled with replacement, as Stable-Baselines3 does). Raise "
+                    "learning_starts_env_steps to avoid it."
+                )
         if len(collector.buffer) + len(collector._staged) == 0 and start > 0:
             # Resumed from a checkpoint whose replay sidecar is missing (lightq.callbacks.checkpoint): refill
             # the buffer with a fresh warm-up of the current behaviour policy. These env steps are counted.
