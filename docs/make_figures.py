@@ -4,8 +4,8 @@
 
 Trains ``configs/dqn/cartpole.yaml`` (DQN on CartPole-v1, seed 0) with ``lightq fit`` in ``--workdir``,
 then writes ``docs/learning_curve.png`` (``eval/return_mean`` ± ``eval/return_std`` read back from the
-run's MLflow store) and ``docs/cartpole_agent.gif`` (the trained greedy policy's eval episode, seed
-``seed + seed_offset`` as ``lightq evaluate`` plays it, every other frame at half size).
+run's MLflow store) and ``docs/cartpole_agent.gif`` (the trained greedy policy's first eval episode, as
+``lightq evaluate`` plays it, every other frame at half size).
 """
 
 from __future__ import annotations
@@ -63,11 +63,12 @@ def agent_gif(ckpt: Path, path: Path, every: int = 2, scale: int = 2) -> int:
 
     from lightq.callbacks.evaluation import evaluate_policy
     from lightq.commands.evaluate import load_checkpoint_agent
+    from lightq.seeding import eval_episode_seeds
 
     agent = load_checkpoint_agent(ckpt)
     env = agent.make_env(render_mode="rgb_array")
     frames = []
-    seed = agent.seed + int(agent.evaluation.get("seed_offset", 0))
+    seed = eval_episode_seeds(agent.seed, int(agent.evaluation.get("seed_offset", 0)), 1)[0]
     _, lengths = evaluate_policy(env, agent.policy, seeds=[seed], device=agent.device,
                                  on_step=lambda episode: frames.append(np.asarray(env.render())))
     env.close()

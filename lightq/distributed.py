@@ -1,6 +1,6 @@
 """What lightq needs from data-parallel training (Lightning's ``ddp`` strategy): world size and small collectives.
 
-Under DDP every rank runs its own vector envs (seeds ``seed + rank · num_envs + i``), its own replay buffer
+Under DDP every rank runs its own vector envs (its own members of the run's ``train_env`` seed stream, ``lightq.seeding``), its own replay buffer
 and exploration generators; the gradients of each update are all-reduced by DDP. The ranks move in
 lockstep: every rank does the same updates and, after update u, the same number of env steps, so the
 global env-step clock is ``world_size × (env steps of one rank)`` on every rank without a collective per

@@ -35,6 +35,7 @@ from lightq.interaction.callback import EnvInteractionCallback
 from lightq.interaction.async_collector import AsyncCollector
 from lightq.interaction.collector import Collector
 from lightq.quiet import silence_irrelevant_output
+from lightq.seeding import check_seed, eval_episode_seeds, numpy_rng, stream_seed
 from lightq.reliability import GracefulShutdown, Watchdog, WatchdogConfig
 from lightq.tracking.mlflow import mlflow_run_record
 
@@ -75,7 +76,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         env: Training environment (gymnasium id, number of envs, vectorization).
         replay: Replay buffer settings.
         evaluation: Evaluation protocol.
-        seed: Run seed; env, buffer, exploration and network-init seeds all derive from it.
+        seed: Run seed (>= 0); every random stream of the run derives from it (``lightq.seeding``).
         total_env_steps: Length of the run on the env-step clock (warm-up included).
         learning_starts_env_steps: Env steps of warm-up (uniform random actions) before the first update.
         env_steps_per_update: Replay ratio: env steps collected after each gradient update (fractional
@@ -139,6 +140,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         self.replay_config = _as(ReplayConfig, replay)
         self.evaluation = _as(EvalConfig, evaluation)
         self.watchdog = _as(WatchdogConfig, watchdog)
+        check_seed(seed)
         self._validate(total_env_steps, learning_starts_env_steps, env_steps_per_update, gamma, n_step, log_every_updates)
         if async_collection and self.env_config.id.startswith("ALE/"):
             raise ValueError("async_collection is not supported for Atari (frame replay writes every step): "
@@ -399,7 +401,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
             self.collector = make_atari_collector(self, device=device, rank=rank)
             buffer = self.collector.buffer
         else:
-            buffer = make_replay_buffer(self.replay_config, device=device, seed=seed + 7919 * (rank + 1))
+            buffer = make_replay_buffer(self.replay_config, device=device, seed=stream_seed(seed, "replay", rank))
             self.collector = Collector(
                 make_vec_env(self.env_config),
                 buffer,
@@ -423,9 +425,9 @@ class OffPolicyAlgorithm(pl.LightningModule):
             # fullgraph=False: the loss reads hyper-parameters (Python constants, guarded) and may break the
             # graph under a debugger; dynamic=False: one batch shape per run.
             self.loss_fn = torch.compile(self.td_loss, dynamic=False)
-        # Exploration and eval-ε randomness: numpy generators derived from the run seed (and rank).
-        self.explore_rng = np.random.default_rng([seed, rank, 1])
-        self.eval_rng = np.random.default_rng([seed, rank, 2])
+        # Exploration and eval-ε randomness: numpy generators of the run seed's streams (lightq.seeding).
+        self.explore_rng = numpy_rng(seed, "explore", rank)
+        self.eval_rng = numpy_rng(seed, "eval_epsilon", rank)
         self.replay = ReplayIterable(
             buffer, self._rank_replay_config(), num_updates=self.num_updates, before_sample=self.collector.flush
         )
@@ -529,7 +531,7 @@ class OffPolicyAlgorithm(pl.LightningModule):
         ev = self.evaluation
         # Under DDP, rank r runs episodes r, r + N, ...: the same episode seeds as one process, gathered.
         rank, n = (self.trainer.global_rank, self._world) if self._trainer is not None else (0, 1)
-        seeds = [self.hparams.seed + ev.seed_offset + i for i in range(rank, ev.episodes, n)]
+        seeds = eval_episode_seeds(self.hparams.seed, ev.seed_offset, ev.episodes)[rank::n]
         was_training = self.training
         self.eval()
         probe = None

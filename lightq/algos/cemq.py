@@ -24,6 +24,7 @@ from lightq.nn.continuous import Critic
 from lightq.objectives.action_value import CEMConfig, ContinuousQ, MinOfQ, bootstrap_value
 from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss
+from lightq.seeding import generator, seeded_init
 
 __all__ = ["CEMQ"]
 
@@ -66,8 +67,7 @@ class CEMQ(ContinuousAlgorithm):
             raise ValueError(f"tau={tau} must be in (0, 1].")
         self.save_hyperparameters_as_dicts()
         hidden = self.hparams.hidden
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.hparams.seed)
+        with seeded_init(self.hparams.seed):
             self.critic = Critic(self.obs_dim, self.act_dim, hidden)
             self.critic2 = Critic(self.obs_dim, self.act_dim, hidden) if clipped_double_q else None
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -76,7 +76,7 @@ class CEMQ(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._cem_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 17 + 7919 * self._rank())
+        self._cem_gen = generator(self.hparams.seed, "cem", self._rank(), device=device)
 
     def _generator(self):
         return getattr(self, "_cem_gen", None)

@@ -7,6 +7,7 @@ import torch
 
 from lightq.algos.base import OffPolicyAlgorithm, _as
 from lightq.interaction.noise import ActionNoise, NoiseConfig
+from lightq.seeding import numpy_rng
 
 __all__ = ["ContinuousAlgorithm"]
 
@@ -38,7 +39,7 @@ class ContinuousAlgorithm(OffPolicyAlgorithm):
             space = self.action_space
             self.noise = ActionNoise(
                 self.noise_config, num_envs=self.env_config.num_envs, low=space.low, high=space.high,
-                rng=np.random.default_rng([self.hparams.seed, self.trainer.global_rank, 3]),
+                rng=numpy_rng(self.hparams.seed, "action_noise", self.trainer.global_rank),
             )
 
     def explore_policy(self, obs: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from lightq.nn.continuous import Actor, Critic
 from lightq.objectives.action_value import ContinuousQ, MinOfQ, bootstrap_value
 from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss, deterministic_actor_loss
+from lightq.seeding import generator, seeded_init
 
 __all__ = ["DDPG"]
 
@@ -75,8 +76,7 @@ class DDPG(ContinuousAlgorithm):
         self.save_hyperparameters_as_dicts()
         hidden = self.hparams.hidden
         low, high = self.action_space.low, self.action_space.high
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.hparams.seed)
+        with seeded_init(self.hparams.seed):
             self.actor = Actor(self.obs_dim, self.act_dim, low, high, hidden)
             self.critic = Critic(self.obs_dim, self.act_dim, hidden)
             self.critic2 = Critic(self.obs_dim, self.act_dim, hidden) if twin_critics else None
@@ -104,7 +104,7 @@ class DDPG(ContinuousAlgorithm):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        self._target_noise_gen = torch.Generator(device=device).manual_seed(self.hparams.seed + 31 + 7919 * self._rank())
+        self._target_noise_gen = generator(self.hparams.seed, "target_noise", self._rank(), device=device)
 
     def update(self, batch: Batch) -> None:
         hp = self.hparams

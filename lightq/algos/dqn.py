@@ -30,6 +30,7 @@ from lightq.nn.cnn import NatureQNetwork
 from lightq.nn.mlp import QNetwork
 from lightq.objectives.common import check_loss_name, float32_math
 from lightq.objectives.dqn import dqn_loss
+from lightq.seeding import seeded_init
 
 __all__ = ["DQN", "hard_update", "polyak_update"]
 
@@ -99,9 +100,7 @@ class DQN(OffPolicyAlgorithm):
         self.save_hyperparameters_as_dicts()
         obs_dim = int(torch.tensor(self.observation_space.shape).prod())
         self.num_actions = int(self.action_space.n)
-        # Network init from the run seed without touching the global RNG stream of the caller.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.hparams.seed)
+        with seeded_init(self.hparams.seed):  # the run's network stream; the caller's global RNG is kept
             if network == "auto":
                 space = self.observation_space
                 network = "nature_cnn" if len(space.shape) == 3 and space.dtype == np.uint8 else "mlp"

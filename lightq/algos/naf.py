@@ -23,6 +23,7 @@ from lightq.nn.continuous import NAFNetwork, naf_q
 from lightq.objectives.action_value import bootstrap_value
 from lightq.objectives.common import check_loss_name, td_target
 from lightq.objectives.continuous import critic_loss
+from lightq.seeding import seeded_init
 
 __all__ = ["NAF", "NAFActionValue"]
 
@@ -83,8 +84,7 @@ class NAF(ContinuousAlgorithm):
         check_loss_name(loss)
         self.save_hyperparameters_as_dicts()
         low, high = self.action_space.low, self.action_space.high
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.hparams.seed)
+        with seeded_init(self.hparams.seed):
             self.naf = NAFNetwork(self.obs_dim, self.act_dim, low, high, self.hparams.hidden)
         self.naf_target = copy.deepcopy(self.naf).requires_grad_(False)
 

@@ -1,7 +1,7 @@
 """Evaluation on a separate env: N complete episodes at a declared ε, every K env steps.
 
 The eval env is a single gymnasium env (not the training vector env), reset with the same seeds at
-every evaluation (``seed + seed_offset + i`` for episode i), so successive evaluations differ only by
+every evaluation (``lightq.seeding.eval_episode_seeds``), so successive evaluations differ only by
 the policy. Metrics ``eval/return_mean``, ``eval/return_std``, ``eval/length_mean`` are logged against
 env steps.
 
@@ -36,8 +36,10 @@ class EvalConfig:
             at the end of training; ``None`` = never (benchmarks).
         episodes: Complete episodes per evaluation.
         epsilon: ε of the ε-greedy eval policy (discrete actions); 0 = greedy.
-        seed_offset: Episode i of every evaluation is reset with ``seed + seed_offset + i``.
-        video_every_env_steps: Record one eval episode (seed ``seed + seed_offset``) as MP4 each time the
+        seed_offset: Episode i of every evaluation is reset with member ``seed_offset + i`` of the run's
+            ``eval_episode`` seed stream (``lightq.seeding.eval_episode_seeds``): the same episodes at every
+            evaluation, and none shared with another run's.
+        video_every_env_steps: Record one eval episode (the first eval episode's seed) as WebM each time the
             env-step clock crosses a multiple of this, logged under ``videos/`` in the MLflow run;
             ``None`` = never (the default: rendering costs more than the episode).
         log_model: At the end of training, log the greedy policy as an MLflow PyTorch model under
@@ -48,7 +50,7 @@ class EvalConfig:
     every_env_steps: int | None = 5_000
     episodes: int = 10
     epsilon: float = 0.0
-    seed_offset: int = 1_000_000
+    seed_offset: int = 0
     video_every_env_steps: int | None = None
     log_model: bool = True
     value_probe: bool = True
@@ -65,6 +67,8 @@ class EvalConfig:
             )
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"evaluation.epsilon={self.epsilon} must be in [0, 1].")
+        if self.seed_offset < 0:  # an index into the run's eval-episode seed stream (lightq.seeding)
+            raise ValueError(f"evaluation.seed_offset={self.seed_offset} must be >= 0 (0 = the run's first eval episode).")
 
 
 class ValueProbe:

@@ -26,6 +26,7 @@ import torch
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lightq.callbacks.evaluation import evaluate_policy
+from lightq.seeding import eval_episode_seeds
 
 __all__ = ["CODEC", "EXTENSION", "EpisodeRecorder", "VideoRecording", "record_episodes"]
 
@@ -150,7 +151,7 @@ def record_episodes(
 class VideoRecording(pl.Callback):
     """Every ``evaluation.video_every_env_steps``: one eval episode as WebM, logged under ``videos/`` in MLflow.
 
-    The episode uses the eval protocol (``module.eval_policy``, seed ``seed + seed_offset``) on its own
+    The episode uses the eval protocol (``module.eval_policy``, the first eval episode's seed) on its own
     rendering env. Files are named ``eval-env_steps{N:09d}-episode0.webm``; without an MLflow logger they
     stay in ``{default_root_dir}/videos/``.
     """
@@ -178,7 +179,7 @@ class VideoRecording(pl.Callback):
             directory = Path(tmp) if mlflow_loggers else Path(trainer.default_root_dir) / "videos"
             was_training = module.training
             module.eval()
-            seeds = [module.hparams.seed + module.evaluation.seed_offset]
+            seeds = eval_episode_seeds(module.hparams.seed, module.evaluation.seed_offset, 1)
             _, lengths, paths, frames = record_episodes(
                 self._env, module.eval_policy, seeds=seeds, directory=directory,
                 name=f"eval-env_steps{module.env_steps:09d}", device=module.device,

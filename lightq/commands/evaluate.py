@@ -11,7 +11,7 @@ rebuilt from its stored hyperparameters and given the stored weights. A logged M
 The protocol is the training-time one (``lightq.callbacks.evaluation``): the algorithm's eval env
 (``make_eval_env``, built from the checkpoint's env config), its eval policy (ε-greedy at
 ``evaluation.epsilon`` for discrete actions, the deterministic greedy action for boxes), episode i
-reset with ``seed + seed_offset + i``; the return is the sum of the eval env's rewards (no clipping).
+reset with the run's eval-episode seed ``seed_offset + i`` (``lightq.seeding.eval_episode_seeds``); the return is the sum of the eval env's rewards (no clipping).
 ``--seed``, ``--seed_offset``, ``--episodes`` and ``--epsilon`` override it; the seeds used are printed.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lightq.callbacks.evaluation import evaluate_policy
+from lightq.seeding import eval_episode_seeds, numpy_rng, stream_seed
 from lightq.tracking.mlflow import DEFAULT_TRACKING_URI, absolute_sqlite_uri
 
 __all__ = ["EvaluationResult", "LoadedAgent", "format_table", "load_checkpoint_agent", "load_model_agent", "main"]
@@ -167,7 +168,7 @@ def load_model_agent(uri: str, *, tracking_uri: str | None = None) -> LoadedAgen
         def set_epsilon(epsilon: float) -> None:
             # The same ε-greedy draw as DQN's eval policy (one rng.random((2, B)) call), from the same
             # generator seed, so a model and its checkpoint give the same episodes.
-            rng = np.random.default_rng([seed, 0, 2])
+            rng = numpy_rng(seed, "eval_epsilon", 0)
 
             def policy(obs: torch.Tensor) -> torch.Tensor:
                 greedy = net(obs)
@@ -205,13 +206,13 @@ def run_evaluation(
     if agent.set_epsilon is not None:
         agent.set_epsilon(epsilon)
     if agent.module is not None:  # DQN's eval ε draws from eval_rng; derived as in OffPolicyAlgorithm.setup
-        agent.module.eval_rng = np.random.default_rng([agent.seed, 0, 2])
+        agent.module.eval_rng = numpy_rng(agent.seed, "eval_epsilon", 0)
     env = agent.make_env(render_mode="rgb_array" if video_dir is not None else None)
     try:
         # Algorithms that act with the global torch RNG (CEM without a generator) get one seeded from
         # the run seed, without disturbing the caller's stream.
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(agent.seed)
+            torch.manual_seed(stream_seed(agent.seed, "cem", 0))
             if video_dir is None:
                 returns, lengths = evaluate_policy(env, agent.policy, seeds=seeds, device=agent.device)
                 videos, frames = [], []
@@ -240,7 +241,8 @@ def format_table(agent: LoadedAgent, result: EvaluationResult, seed: int, seed_o
     lines = [
         f"lightq evaluate: {agent.algorithm} on {agent.env_id}, {agent.source}{counters}, device {agent.device}",
         f"protocol: {len(r)} complete episodes, {acting}; return = sum of the eval env's rewards (unclipped)",
-        f"seeds: {', '.join(map(str, result.seeds))} (seed {seed} + seed_offset {seed_offset} + episode)",
+        f"seeds: {', '.join(map(str, result.seeds))} (eval episodes {seed_offset}..{seed_offset + len(result.seeds) - 1} "
+        f"of run seed {seed}: lightq.seeding.eval_episode_seeds)",
         "",
         f"{'episode':>7}  {'seed':>10}  {'return':>10}  {'length':>7}",
     ]
@@ -296,7 +298,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=None, help="eval ε for discrete actions (default: evaluation.epsilon)")
     p.add_argument("--seed", type=int, default=None, help="base seed (default: the run's seed)")
     p.add_argument("--seed_offset", "--seed-offset", type=int, default=None,
-                   help="episode i uses seed + seed_offset + i (default: evaluation.seed_offset)")
+                   help="episode i uses the run's eval-episode seed seed_offset + i (default: evaluation.seed_offset)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, or auto (checkpoints; models run on CPU)")
     p.add_argument("--video", nargs="?", const="videos", default=None, metavar="DIR",
                    help="record WebM (VP8) videos of the first --video_episodes episodes into DIR (default ./videos)")
@@ -327,12 +329,15 @@ def main(argv: list[str] | None = None) -> None:
     episodes = args.episodes if args.episodes is not None else int(ev.get("episodes", 10))
     epsilon = args.epsilon if args.epsilon is not None else float(ev.get("epsilon", 0.0))
     seed = args.seed if args.seed is not None else agent.seed
-    seed_offset = args.seed_offset if args.seed_offset is not None else int(ev.get("seed_offset", 1_000_000))
+    seed_offset = args.seed_offset if args.seed_offset is not None else int(ev.get("seed_offset", 0))
     if episodes < 1 or not 0.0 <= epsilon <= 1.0 or args.video_episodes < 1:
         raise SystemExit(
             f"lightq evaluate: need --episodes >= 1 (got {episodes}), --epsilon in [0, 1] (got {epsilon}) and "
             f"--video_episodes >= 1 (got {args.video_episodes})."
         )
+    if seed < 0 or seed_offset < 0:
+        raise SystemExit(f"lightq evaluate: need --seed >= 0 (got {seed}) and --seed_offset >= 0 (got {seed_offset}): "
+                         "they pick the run and its eval episodes (lightq.seeding).")
     if not agent.discrete and args.epsilon:
         raise SystemExit(
             f"lightq evaluate: --epsilon applies to discrete actions; {agent.algorithm} on {agent.env_id} is "
@@ -343,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
             f"lightq evaluate: {agent.source} records no MLflow run (trained without the MLflow logger?); "
             "drop --log/--log_model, or evaluate a logged model with --model_uri."
         )
-    seeds = [seed + seed_offset + i for i in range(episodes)]
+    seeds = eval_episode_seeds(seed, seed_offset, episodes)
     result = run_evaluation(
         agent, episodes=episodes, seeds=seeds, epsilon=epsilon,
         video_dir=Path(args.video) if args.video is not None else None, video_episodes=args.video_episodes,

@@ -1,6 +1,6 @@
 """Gymnasium ids to vector envs.
 
-Autoreset mode is SAME_STEP on purpose (DESIGN.md §4): gymnasium 1.x defaults to NEXT_STEP, where the
+Autoreset mode is SAME_STEP on purpose: gymnasium 1.x defaults to NEXT_STEP, where the
 step after an episode end returns the reset observation and silently ignores the action, so a naive
 collector stores a transition that crosses two episodes (CleanRL#460/#499, SB3#934). With SAME_STEP,
 ``step`` returns the reset observation in ``obs`` and the true last observation of the finished episode
@@ -18,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from lightq.seeding import stream_seed
+
 __all__ = [
     "EnvConfig", "LeanSyncVectorEnv", "UnsupportedSpaceError", "check_spaces", "env_seeds", "make_env", "make_vec_env",
 ]
@@ -29,7 +31,7 @@ class EnvConfig:
 
     Attributes:
         id: A gymnasium id, e.g. ``CartPole-v1``.
-        num_envs: Environments stepped together; each has its own seed (``seed + rank * num_envs + i``).
+        num_envs: Environments stepped together; each has its own seed (``lightq.seeding``, stream ``train_env``).
         vectorization: ``sync`` (one process; deterministic) or ``async`` (one subprocess per env).
         max_episode_steps: Override of the env's time limit (``None`` keeps the registered one).
         atari_protocol: For ``ALE/<Game>-v5`` ids: ``nature`` or ``machado`` (``lightq.envs.atari``; Atari
@@ -78,8 +80,9 @@ def _check_env_id(env_id: str) -> None:
 
 
 def env_seeds(seed: int, num_envs: int, rank: int = 0) -> list[int]:
-    """One seed per env, derived from the run seed: ``seed + rank * num_envs + i`` (DESIGN.md §5.7)."""
-    return [seed + rank * num_envs + i for i in range(num_envs)]
+    """One reset seed per training env of this rank, from the run seed's ``train_env`` stream (``lightq.seeding``):
+    no two envs of any two runs share one."""
+    return [stream_seed(seed, "train_env", rank, i) for i in range(num_envs)]
 
 
 class ShiftedDiscrete(gym.ActionWrapper):

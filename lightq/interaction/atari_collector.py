@@ -22,6 +22,7 @@ import torch
 from lightq.data.frame_replay import FrameReplay
 from lightq.envs.factory import env_seeds
 from lightq.interaction.collector import EpisodeBookkeeping, Policy
+from lightq.seeding import stream_seed
 
 __all__ = ["AtariCollector", "make_atari_collector"]
 
@@ -32,7 +33,7 @@ class AtariCollector(EpisodeBookkeeping):
     Args:
         env: From ``lightq.envs.atari.make_atari_vec_env``.
         buffer: The frame replay (one stream per env).
-        seed: Run seed; env i of rank r is seeded ``seed + r * num_envs + i``.
+        seed: Run seed; env i of rank r is reset with ``env_seeds(seed, num_envs, r)[i]`` (``lightq.seeding``).
         rank: Process rank (DDP), for seeds.
         clip_rewards: Store ``sign(r)`` instead of ``r`` (training-time clipping of the protocol).
         device: Where the replay storage lives.
@@ -161,7 +162,7 @@ def make_atari_collector(module, *, device: torch.device | str, rank: int) -> At
     buffer = FrameReplay(
         capacity=replay.capacity, num_streams=env.num_envs, frame_shape=obs_shape[1:], stack=obs_shape[0],
         n_step=hp.n_step, gamma=hp.gamma, device=device, storage=replay.storage, memmap_dir=replay.memmap_dir,
-        seed=hp.seed + 7919 * (rank + 1),
+        seed=stream_seed(hp.seed, "replay", rank),
     )
     protocol = get_protocol(module.env_config.atari_protocol)
     return AtariCollector(env, buffer, seed=hp.seed, rank=rank, clip_rewards=protocol.clip_rewards, device=device)

@@ -64,7 +64,7 @@ class Collector(EpisodeBookkeeping):
         buffer: A TorchRL replay buffer (``lightq.data.make_replay_buffer``).
         n_step: Rewards summed per stored transition.
         gamma: Discount per env step.
-        seed: Run seed; env i of rank r is seeded ``seed + r * num_envs + i``.
+        seed: Run seed; env i of rank r is reset with ``env_seeds(seed, num_envs, r)[i]`` (``lightq.seeding``).
         rank: Process rank (DDP), for seeds.
         device: Where the replay storage lives (transitions are moved there at insertion).
         env_id: Named in the error when the env raises (``EnvFaultError``).

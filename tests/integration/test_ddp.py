@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lightq.seeding import eval_episode_seeds
 import torch
 
 from lightq.algos import DQN
@@ -69,7 +71,7 @@ def test_without_the_all_reduce_the_ranks_diverge(ranks):
 @pytest.mark.parametrize("name", ["dqn", "ddpg"])
 def test_ranks_collect_and_sample_different_data(ranks, name):
     r0, r1 = ranks(name)
-    # Env seeds seed + rank·num_envs + i and per-rank exploration: different transitions in each buffer.
+    # Per-rank env seeds and exploration (lightq.seeding): different transitions in each buffer.
     assert not torch.equal(r0["buffer_obs"], r1["buffer_obs"])
     assert not torch.equal(r0["batch_obs"], r1["batch_obs"])  # per-rank sampler generators
 
@@ -101,7 +103,7 @@ def test_evaluation_is_aggregated_over_ranks(ranks):
     model = DQN(**DQN_KW)
     model.q_net.load_state_dict({k[len("q_net."):]: v for k, v in r0["params"].items() if k.startswith("q_net.")})
     model.eval()
-    seeds = [DQN_KW["seed"] + model.evaluation.seed_offset + i for i in range(DQN_KW["evaluation"]["episodes"])]
+    seeds = eval_episode_seeds(DQN_KW["seed"], model.evaluation.seed_offset, DQN_KW["evaluation"]["episodes"])
     returns, _ = evaluate_policy(make_env(model.env_config), model.greedy_policy, seeds=seeds)
     assert r0["final_eval"]["eval/return_mean"] == pytest.approx(float(np.mean(returns)))
     assert r0["final_eval"]["eval/return_std"] == pytest.approx(float(np.std(returns)))

@@ -135,9 +135,14 @@ def test_unknown_env_id_suggests_close_match():
         DQN(env={"id": "CartPole-v2"})
 
 
-def test_batch_larger_than_warmup_is_refused():
-    with pytest.raises(ValueError, match=r"replay.batch_size=512 is larger than the warm-up"):
-        DQN(env={"id": "CartPole-v1"}, replay={"batch_size": 512}, learning_starts_env_steps=100)
+def test_batch_larger_than_warmup_trains_with_a_warning():
+    # Once refused; RL Baselines3 Zoo's settings need it (SB3 samples with replacement): a warning now
+    # (tests/integration/test_warmup_edges.py); only a capacity below the batch is refused.
+    model = DQN(env={"id": "CartPole-v1"}, replay={"batch_size": 512, "batches_per_sample": 1},
+                learning_starts_env_steps=100, total_env_steps=140, evaluation={"every_env_steps": None}, hidden=(8,))
+    with pytest.warns(UserWarning, match=r"replay.batch_size=512 is larger than the 100 transitions stored"):
+        pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(model)
+    assert model.updates == model.num_updates == 40
 
 
 @pytest.mark.parametrize("kwargs, field", [

@@ -12,6 +12,7 @@ import torch
 
 from lightq.algos import DDPG, DQN
 from lightq.cli import LightqCLI, main
+from lightq.seeding import eval_episode_seeds
 from tests.integration.test_cli_configs import ROOT, _short_run_args
 
 
@@ -23,13 +24,13 @@ def _train(config: str, **extra) -> tuple[LightqCLI, Path]:
 
 @pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory):
-    """One short CartPole DQN run shared by the tests below: (checkpoint path, env steps)."""
+    """One short CartPole DQN run shared by the tests below: (checkpoint path, env steps, final eval metrics)."""
     workdir = tmp_path_factory.mktemp("cartpole")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         cli, path = _train("dqn/cartpole.yaml")
-        yield path.resolve(), cli.model.env_steps
+        yield path.resolve(), cli.model.env_steps, cli.model.final_eval
 
 
 def _evaluate(capsys, *argv: str) -> str:
@@ -85,8 +86,8 @@ def test_evaluate_prints_table_matching_direct_rollout(config, cls, env_id, act,
     path = request.getfixturevalue("cartpole_run")[0] if cls is DQN else _train(config)[1]
     out = _evaluate(capsys, "--ckpt_path", str(path), "--episodes", "3", "--device", "cpu")
     table = _table(out)
-    seeds = [1_000_000 + i for i in range(3)]  # seed 0 + the default seed_offset
-    assert "seeds: 1000000, 1000001, 1000002 (seed 0 + seed_offset 1000000 + episode)" in out
+    seeds = eval_episode_seeds(0, 0, 3)  # run seed 0, the default seed_offset: the training-time eval episodes
+    assert f"seeds: {', '.join(map(str, seeds))} (eval episodes 0..2 of run seed 0" in out
     assert [e[1] for e in table["episodes"]] == seeds
     returns, lengths = _direct_rollout(env_id, act(_rebuild(cls, path)), seeds)
     assert [e[2] for e in table["episodes"]] == pytest.approx(returns, abs=0.006)  # printed with 2 decimals
@@ -98,7 +99,7 @@ def test_evaluate_prints_table_matching_direct_rollout(config, cls, env_id, act,
     assert table["length"] == pytest.approx([np.mean(lengths), np.std(lengths), min(lengths), max(lengths)], abs=0.006)
     # Other seeds give other episodes, and the seeds printed follow --seed / --seed_offset.
     out2 = _evaluate(capsys, "--ckpt_path", str(path), "--episodes", "2", "--seed", "5", "--seed_offset", "10")
-    assert [e[1] for e in _table(out2)["episodes"]] == [15, 16]
+    assert [e[1] for e in _table(out2)["episodes"]] == eval_episode_seeds(5, 10, 2)
     if cls is DDPG:
         with pytest.raises(SystemExit, match="--epsilon applies to discrete actions"):
             main(["evaluate", "--ckpt_path", str(path), "--epsilon", "0.1"])
@@ -107,7 +108,7 @@ def test_evaluate_prints_table_matching_direct_rollout(config, cls, env_id, act,
 def test_evaluate_logs_to_the_checkpoints_run(cartpole_run, in_tmp, capsys):
     from mlflow import MlflowClient
 
-    path, env_steps = cartpole_run
+    path, env_steps, _ = cartpole_run
     out = _evaluate(capsys, "--ckpt_path", str(path), "--episodes", "2", "--log")
     mean = _table(out)["return"][0]
     run = torch.load(path, map_location="cpu", weights_only=True)["lightq"]["mlflow_run"]
@@ -117,6 +118,15 @@ def test_evaluate_logs_to_the_checkpoints_run(cartpole_run, in_tmp, capsys):
     assert [a.path for a in client.list_artifacts(run["run_id"], "evaluate")] == [
         f"evaluate/evaluate-env_steps{env_steps}.txt"
     ]
+
+
+def test_evaluate_defaults_replay_the_training_time_evaluation(cartpole_run, in_tmp, capsys):
+    path, _, final_eval = cartpole_run
+    episodes = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]["evaluation"]["episodes"]
+    table = _table(_evaluate(capsys, "--ckpt_path", str(path), "--episodes", str(episodes)))
+    assert [e[1] for e in table["episodes"]] == eval_episode_seeds(0, 0, episodes)
+    assert table["return"][0] == pytest.approx(final_eval["eval/return_mean"], abs=0.006)
+    assert table["length"][0] == pytest.approx(final_eval["eval/length_mean"], abs=0.006)
 
 
 def test_epsilon_greedy_evaluation_is_seeded(cartpole_run, in_tmp, capsys):
@@ -129,9 +139,13 @@ def test_epsilon_greedy_evaluation_is_seeded(cartpole_run, in_tmp, capsys):
 
 def test_bad_checkpoints_give_clear_errors(in_tmp, capsys):
     garbage = in_tmp / "garbage.ckpt"
-    garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit, match="could not read .*garbage.ckpt as a checkpoint"):
+    garbage.write_bytes(b"not a checkpoint")  # text: said to be no checkpoint at all (issue 14, item 10)
+    with pytest.raises(SystemExit, match="garbage.ckpt is not a checkpoint: it is a text file"):
         main(["evaluate", "--ckpt_path", str(garbage)])
+    broken = in_tmp / "broken.ckpt"
+    broken.write_bytes(b"PK\x03\x04 a zip that ends here")
+    with pytest.raises(SystemExit, match="could not read .*broken.ckpt as a checkpoint"):
+        main(["evaluate", "--ckpt_path", str(broken)])
     foreign = in_tmp / "foreign.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {}}, foreign)
     with pytest.raises(SystemExit, match="not a lightq checkpoint"):
@@ -147,7 +161,7 @@ def test_bad_checkpoints_give_clear_errors(in_tmp, capsys):
 def test_logged_model_gives_the_checkpoints_episodes(cartpole_run, in_tmp, capsys):
     """The policy logged at the end of training, evaluated by run id, replays the checkpoint's episodes
     (greedy, and ε-greedy: the model path draws ε's coin flips like DQN.eval_policy, from the same seed)."""
-    path, _ = cartpole_run
+    path, _, _ = cartpole_run
     run = torch.load(path, map_location="cpu", weights_only=True)["lightq"]["mlflow_run"]
     for extra in ([], ["--epsilon", "0.5"]):
         from_ckpt = _table(_evaluate(capsys, "--ckpt_path", str(path), "--episodes", "3", *extra))

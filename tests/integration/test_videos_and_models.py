@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lightq.seeding import eval_episode_seeds
 import torch
 from mlflow import MlflowClient
 
@@ -63,11 +65,11 @@ def test_training_video_is_an_mlflow_webm_with_one_frame_per_step(env_id, in_tmp
         # The reset frame, then one per step: T + 1 frames for an episode of T steps.
         assert _frames(local) == (lengths[step] + 1, lengths[step] + 1)
         assert codec_of(local) == ("webm", "V_VP8")  # plays in the MLflow UI (tests/browser)
-    # The last video shows the checkpointed policy on seed + seed_offset: `lightq evaluate --video`
+    # The last video shows the checkpointed policy on the first eval episode: `lightq evaluate --video`
     # records the same episode.
     out = _evaluate(capsys, "--ckpt_path", str(ckpt), "--episodes", "1", "--video", str(in_tmp / "vids"))
     (_, seed, _, length), = _table(out)["episodes"]
-    assert (seed, length) == (1_000_000, lengths[300])
+    assert (seed, length) == (eval_episode_seeds(0, 0, 1)[0], lengths[300])
     (video,) = (in_tmp / "vids").iterdir()
     assert f"video: {video} ({length + 1} frames)" in out
     assert _frames(video) == (length + 1, length + 1)

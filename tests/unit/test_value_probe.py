@@ -6,6 +6,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lightq.seeding import eval_episode_seeds
+
 from lightq.algos import DQN
 from lightq.callbacks.evaluation import ValueProbe, evaluate_policy
 from tests.helpers.scripted_env import ScriptedEnv
@@ -58,7 +60,7 @@ def test_dqn_logs_max_q_and_mc_return_of_its_eval_episodes():
     q_values, mc = [], []
     with torch.no_grad():
         for i in range(2):
-            obs, _ = env.reset(seed=3 + 1_000_000 + i)
+            obs, _ = env.reset(seed=eval_episode_seeds(3, 0, 2)[i])
             rewards, done = [], False
             while not done:
                 q = model.q_net(torch.as_tensor(obs).unsqueeze(0))[0]
