@@ -8,7 +8,7 @@ without importing lightq.
 Format: ``torch.export`` (MLflow's ``pt2`` serialization), not TorchScript or pickle. MLflow 3.17's
 ``load_model`` refuses pickle-format models unless ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is set, and
 a ``ScriptModule`` is stored in that format; ``pt2`` is a traced graph plus tensors, loaded without
-executing code, as every lightq loader (DESIGN.md: ``weights_only``, no pickled code). The batch
+executing code, as every lightq loader (``weights_only``, no pickled code). The batch
 dimension is dynamic (exported from a batch of 2).
 
 The exported graph is ``algo.greedy_policy`` itself, so it holds whatever preprocessing the algorithm
