@@ -1,6 +1,6 @@
 """Make the README's figures from a real run of the default job (``make train``'s config).
 
-    .venv/bin/python docs/make_figures.py [--workdir /tmp/lightq-figures]
+    .venv/bin/python docs/make_figures.py [--workdir EMPTY_DIR]
 
 Trains ``configs/dqn/cartpole.yaml`` (DQN on CartPole-v1, seed 0) with ``lightq fit`` in ``--workdir``,
 then writes ``docs/learning_curve.png`` (``eval/return_mean`` ± ``eval/return_std`` read back from the
@@ -22,6 +22,8 @@ DOCS = ROOT / "docs"
 
 def train(workdir: Path) -> tuple[str, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
+    if any(workdir.iterdir()):  # the figures must come from this one run, not an older one beside it
+        raise SystemExit(f"make_figures: {workdir} is not empty; pass a new --workdir (or omit it).")
     uri = f"sqlite:///{workdir}/mlflow.db"
     cmd = [sys.executable, "-m", "lightq.cli", "fit", "--config", str(ROOT / "configs/dqn/cartpole.yaml"),
            "--trainer.enable_progress_bar", "false"]
@@ -81,8 +83,12 @@ def agent_gif(ckpt: Path, path: Path, every: int = 2, scale: int = 2) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/lightq-figures"))
+    p.add_argument("--workdir", type=Path, default=None, help="an empty folder (default: a new temporary one)")
     ns = p.parse_args()
+    if ns.workdir is None:
+        import tempfile
+
+        ns.workdir = Path(tempfile.mkdtemp(prefix="lightq-figures-"))
     uri, ckpt = train(ns.workdir)
     final = learning_curve(uri, DOCS / "learning_curve.png")
     length = agent_gif(ckpt, DOCS / "cartpole_agent.gif")

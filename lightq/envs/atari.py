@@ -153,6 +153,12 @@ def make_atari_vec_env(
     return env
 
 
+def ale_seeds(seeds) -> np.ndarray:
+    """ale-py's vector env takes C++ ``int`` seeds: lightq's 63-bit stream seeds (``lightq.seeding``) folded
+    to 31 bits. Distinct streams can then coincide only by a 1-in-2^31 chance per pair."""
+    return np.asarray([int(s) % 2**31 for s in np.atleast_1d(seeds)], dtype=np.int64)
+
+
 class AtariEvalEnv(gym.Env):
     """One full-game Atari env (``AtariVectorEnv`` with a single sub-env) with the ``gymnasium.Env`` API.
 
@@ -175,7 +181,7 @@ class AtariEvalEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        obs, info = self._vec.reset(seed=None if seed is None else np.array([seed]))
+        obs, info = self._vec.reset(seed=None if seed is None else ale_seeds([seed]))
         return obs[0], {k: v[0] for k, v in info.items()}
 
     def step(self, action):

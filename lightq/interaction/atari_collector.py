@@ -72,7 +72,9 @@ class AtariCollector(EpisodeBookkeeping):
         self._false = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self) -> None:
-        self._obs, info = self.env.reset(seed=np.asarray(env_seeds(self.seed, self.num_envs, self.rank)))
+        from lightq.envs.atari import ale_seeds
+
+        self._obs, info = self.env.reset(seed=ale_seeds(env_seeds(self.seed, self.num_envs, self.rank)))
         self._lives = np.asarray(info["lives"], dtype=np.int64).copy()
         self._ep_step[:] = 0
         self._ep_return[:] = 0.0
