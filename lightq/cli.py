@@ -192,7 +192,11 @@ class LightqCLI(LightningCLI):
             if isinstance(logger, MLFlowLogger):
                 # MLflow calls a run FINISHED when the process ended well, also after a max_steps stop:
                 # sweeps and reports read this tag to tell a complete run from one stopped before its end.
-                tag_run(logger, {"complete": str(model.updates >= model.num_updates).lower()})
+                try:
+                    tag_run(logger, {"complete": str(model.updates >= model.num_updates).lower()})
+                except Exception as exc:  # noqa: BLE001 - the server went away: the run's results still print
+                    rank_zero_warn(f"Could not tag MLflow run {logger.run_id} complete=... ({type(exc).__name__}); "
+                                   "sweeps and reports will treat it as complete.")
                 lines.append(
                     f"MLflow run {logger.run_id} (experiment {logger.name}) in {logger._tracking_uri}; "
                     f"view with: mlflow ui --backend-store-uri {logger._tracking_uri}, then open "
