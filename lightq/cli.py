@@ -218,16 +218,13 @@ def _move_aside_old_checkpoints(trainer) -> None:
     folder aside, never delete it, and say where it went; ``--ckpt_path last`` then finds the new run's."""
     import time
 
+    from lightq.callbacks.checkpoint import move_aside
+
     for cb in trainer.checkpoint_callbacks:
         folder = Path(cb.dirpath) if isinstance(cb, ModelCheckpoint) and cb.dirpath else None
         if folder is None or not folder.is_dir() or not any(folder.glob("*.ckpt")):
             continue
-        aside = folder.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        n = 1
-        while aside.exists():
-            aside = folder.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}")
-            n += 1
-        folder.rename(aside)
+        aside = move_aside(folder, time.strftime("%Y%m%d-%H%M%S"))
         rank_zero_warn(f"{folder} held the checkpoints of an earlier run; moved them to {aside} (to continue "
                        "that run instead, pass --ckpt_path last or its path).")
 

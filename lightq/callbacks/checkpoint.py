@@ -67,6 +67,17 @@ def _atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+def move_aside(path: Path, suffix: str) -> Path:
+    """Rename ``path`` to ``<name>.<suffix>`` (``-1``, ``-2``... if taken): kept, never deleted; returns it."""
+    aside = path.with_name(f"{path.name}.{suffix}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.{suffix}-{n}")
+        n += 1
+    path.rename(aside)
+    return aside
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` that never leaves a partial file at ``path``."""
     _atomic_write(Path(path), lambda f: torch.save(obj, f))

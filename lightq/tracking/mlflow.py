@@ -319,12 +319,9 @@ def _move_aside_or_explain(path: Path, uri: str, reason: str) -> Path:
             f"aside: `mv {path} {path}.broken` (its runs stay readable with sqlite3), or restore a copy taken "
             f"before the interruption; or log elsewhere with MLFLOW_TRACKING_URI.")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.broken-{stamp}")
-    n = 1
-    while aside.exists():
-        aside = path.with_name(f"{path.name}.broken-{stamp}-{n}")
-        n += 1
-    path.rename(aside)
+    from lightq.callbacks.checkpoint import move_aside
+
+    aside = move_aside(path, f"broken-{stamp}")
     try:  # a cached engine would still write to the renamed file through its open connections
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
