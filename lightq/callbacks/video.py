@@ -2,7 +2,7 @@
 
 VP8 in WebM because browsers decode it (Chromium, Firefox, Safari), so the MLflow UI plays the
 ``videos/`` artifacts; MPEG-4 Part 2 (``mp4v``) plays in no mainstream browser, and the OpenCV wheel has
-no H.264 encoder. VP8 rather than VP9: it encodes about twice as fast, and eval videos are made inside
+no H.264 encoder. VP8 rather than VP9: it is the cheaper encoder, and eval videos are made inside
 training. Written with OpenCV's ``VideoWriter``, not gymnasium's ``RecordVideo``: ``RecordVideo``
 needs moviepy, which lightq does not depend on, while ``opencv-python-headless`` already is a
 dependency (Atari preprocessing); ``cv2.VideoCapture`` reads the frame count back. Frames come from
